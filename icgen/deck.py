@@ -1,0 +1,124 @@
+"""Render a design: in the original answer format, and as a SPICE deck on a technology and testbench.
+
+Decks are built only from typed values (a `Design`, a `Technology`), never from user or model text,
+so nothing but numbers and the template's own names reaches ngspice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .design import Design
+from .tech import Technology
+from .units import format_answer, format_spice
+
+
+@dataclass(frozen=True)
+class Device:
+    """One MOSFET of the template: name, type as the original netlists write it, terminals, and its variables."""
+
+    name: str
+    model: str  # "pch" or "nch"
+    drain: str
+    gate: str
+    source: str
+    bulk: str
+    length_key: str
+    width_key: str
+
+
+# The two-stage Miller op-amp, lines, order and node names as in the original netlists (GND is ngspice's
+# ground). M4 is the diode side of the mirror; M1 and M3 drive net3, the high-impedance first-stage output
+# (gate of M6), so VINP is the non-inverting input.
+TEMPLATE: tuple[Device, ...] = (
+    Device("M1", "pch", "net3", "VINP", "net2", "VDD", "L1", "W1"),
+    Device("M2", "pch", "net1", "VINN", "net2", "VDD", "L1", "W1"),
+    Device("M5", "pch", "net2", "VB1", "VDD", "VDD", "L2", "W2"),
+    Device("M3", "nch", "net3", "net1", "GND", "GND", "L3", "W3"),
+    Device("M4", "nch", "net1", "net1", "GND", "GND", "L3", "W3"),
+    Device("M6", "nch", "VOUT", "net3", "GND", "GND", "L4", "W4"),
+    Device("M7", "pch", "VOUT", "VB1", "VDD", "VDD", "L5", "W5"),
+)
+DEVICE_BY_NAME = {d.name: d for d in TEMPLATE}
+# C0 from net3 to net4, R0 from net4 to VOUT: the Miller capacitor with its series zero-nulling resistor.
+PASSIVES = {"C0": ("net3", "net4"), "R0": ("net4", "VOUT")}
+TESTBENCHES = ("feedback", "fixed")
+# The feedback testbench closes the DC loop VOUT -> VINN through LFB and grounds VINN for AC through CFB.
+# At 1 Hz the divider passes |ZC/ZL| = 1/((2*pi)^2 * L*C) = 2.5e-11 of VOUT back: far below any gain here.
+FEEDBACK_L_H = 1e9
+FEEDBACK_C_F = 1.0
+
+
+def render_answer(design: Design) -> str:
+    """The design in the original answer format (netlist lines with L1=...nm W1=...um, then the biases)."""
+    values = design.to_dict()
+    lines = []
+    for d in TEMPLATE:
+        lines.append(f"{d.name} {d.model} {d.drain} {d.gate} {d.source} {d.bulk} "
+                     f"{d.length_key}={format_answer(values[d.length_key], 'm')} "
+                     f"{d.width_key}={format_answer(values[d.width_key], 'm')}")
+    lines.append(f"C0 net3 net4 C0_value={format_answer(design.C0, 'F')}")
+    lines.append(f"R0 net4 VOUT R0_value={format_answer(design.R0, 'Ohm')}")
+    netlist = "\n".join(lines)
+    return (f"{netlist}\n"
+            f"VINP=VINN=VIN= {format_answer(design.VIN, 'V')}, VB1={format_answer(design.VB1, 'V')}")
+
+
+def instance_name(device: Device, tech: Technology) -> str:
+    """The element name in the deck: M1 for a model, XM1 for a subcircuit device."""
+    return ("X" + device.name if tech.subcircuit else device.name).lower()
+
+
+def device_parameter(device: Device, tech: Technology, parameter: str) -> str:
+    """ngspice's vector name of an operating-point parameter, e.g. @m1[vdsat]."""
+    model = tech.pmos if device.model == "pch" else tech.nmos
+    return tech.device_parameter.format(instance=instance_name(device, tech), parameter=parameter, model=model)
+
+
+def render_circuit(design: Design, tech: Technology, testbench: str = "feedback") -> str:
+    """The circuit part of the deck (models, op-amp, load, supplies, testbench), without analyses or .end."""
+    if testbench not in TESTBENCHES:
+        raise ValueError(f"unknown testbench {testbench!r}; use one of {', '.join(TESTBENCHES)}")
+    values = design.to_dict()
+    lines = [f"* icgen two-stage Miller op-amp on {tech.name}, testbench {testbench}"]
+    if tech.corner:
+        lines.append(f".lib '{tech.model_file}' {tech.corner}")
+    else:
+        lines.append(f".include '{tech.model_file}'")
+    lines.append(f"VDD VDD 0 DC {format_spice(tech.vdd_v)}")
+    for d in TEMPLATE:
+        model = tech.pmos if d.model == "pch" else tech.nmos
+        length = format_spice(values[d.length_key] / tech.length_unit_m)
+        width = format_spice(values[d.width_key] / tech.length_unit_m)
+        lines.append(f"{instance_name(d, tech).upper()} {d.drain} {d.gate} {d.source} {d.bulk} {model} "
+                     f"L={length} W={width}")
+    lines += [f"C0 net3 net4 {format_spice(design.C0)}", f"R0 net4 VOUT {format_spice(design.R0)}",
+              f"CL VOUT 0 {format_spice(tech.cl_f)}", f"VB1 VB1 0 DC {format_spice(design.VB1)}"]
+    if testbench == "feedback":
+        lines += [f"VINP VINP 0 DC {format_spice(design.VIN)} AC 1",
+                  f"LFB VOUT VINN {format_spice(FEEDBACK_L_H)}", f"CFB VINN 0 {format_spice(FEEDBACK_C_F)}"]
+    else:  # the original set-up: both inputs held at VIN, +-0.5 V differential AC
+        lines += [f"VINP VINP 0 DC {format_spice(design.VIN)} AC 0.5",
+                  f"VINN VINN 0 DC {format_spice(design.VIN)} AC 0.5 180"]
+    return "\n".join(lines) + "\n"
+
+
+# Operating-point parameters read for every device (ngspice BSIM4 names; PMOS values come out positive).
+OP_PARAMETERS = ("vgs", "vds", "vth", "vdsat", "id", "gm", "gds")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The AC sweep: `ac dec points_per_decade start_hz stop_hz`."""
+
+    points_per_decade: int = 20
+    start_hz: float = 1.0
+    stop_hz: float = 10e9
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.points_per_decade <= 1000):
+            raise ValueError("points_per_decade must be between 1 and 1000")
+        if not (0 < self.start_hz < self.stop_hz):
+            raise ValueError("the sweep needs 0 < start_hz < stop_hz")
+
+    def command(self) -> str:
+        return f"ac dec {self.points_per_decade} {format_spice(self.start_hz)} {format_spice(self.stop_hz)}"

@@ -1,0 +1,432 @@
+"""Turn designs into measured results with ngspice, crash-proof and in parallel.
+
+    simulate(design)                       # one design, in a worker process
+    with SimulatorPool(workers=2) as pool:   # many designs; a crash or hang costs only that design
+        for index, result in pool.map(designs): ...
+
+Two backends run the same deck: `shared` (PySpice's NgSpiceShared on libngspice, the main one) and `batch`
+(an `ngspice -b` subprocess, used to cross-check). Each result has a status: ok, not_amplifier, failed.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .deck import OP_PARAMETERS, TEMPLATE, Sweep, device_parameter, render_circuit
+from .design import Design, Metrics
+from .measure import Health, assess_health, measure
+from .tech import Technology, load_technology
+
+BACKENDS = ("shared", "batch")
+# libngspice's OpenMP threads fight over the cores when every worker has them: 40x slower under load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@dataclass(frozen=True)
+class RawSimulation:
+    """What a backend returns: op values keyed like `vout`, `M1.vdsat`, the AC sweep, or an error message."""
+
+    op: dict[str, float] = field(default_factory=dict)
+    frequency_hz: np.ndarray | None = None
+    response: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """One simulated design: status (ok | not_amplifier | failed), reason, metrics, health, and the sweep."""
+
+    design: Design
+    status: str
+    reason: str | None
+    metrics: Metrics | None
+    health: Health | None
+    tech: str
+    testbench: str
+    backend: str
+    seconds: float
+    frequency_hz: np.ndarray | None = None
+    response: np.ndarray | None = None
+
+    def to_dict(self, with_sweep: bool = False) -> dict[str, Any]:
+        """JSON form: {"design", "metrics", "status", "reason", "health", ...}, SI units."""
+        out: dict[str, Any] = {
+            "design": self.design.to_dict(),
+            "metrics": self.metrics.to_dict() if self.metrics else None,
+            "status": self.status, "reason": self.reason,
+            "health": self.health.to_dict() if self.health else None,
+            "tech": self.tech, "testbench": self.testbench, "backend": self.backend, "seconds": self.seconds,
+        }
+        if with_sweep and self.frequency_hz is not None and self.response is not None:
+            out["sweep"] = {"frequency_hz": self.frequency_hz.tolist(), "real": self.response.real.tolist(),
+                            "imag": self.response.imag.tolist()}
+        return out
+
+
+# ----------------------------------------------------------------------------- backends
+
+def _op_keys(tech: Technology) -> list[tuple[str, str]]:
+    """(our key, ngspice vector name) for every op value read."""
+    keys = [("vout", "v(vout)"), ("vnet3", "v(net3)"), ("vnet2", "v(net2)"), ("vnet1", "v(net1)"),
+            ("ivdd", "i(vdd)")]
+    for d in TEMPLATE:
+        keys += [(f"{d.name}.{p}", device_parameter(d, tech, p)) for p in OP_PARAMETERS]
+    return keys
+
+
+def _is_real_error(line: str) -> bool:
+    """ngspice stderr lines that mean failure; 'Note:' (gmin stepping, init file) and warnings do not."""
+    text = line.strip()
+    if not text or text.startswith(("Warning:", "Note:", "warning:", "Using ")):
+        return False
+    benign = ("Unsupported Ngspice version", "Supplies reduced", "gmin stepping", "source stepping",
+              "Trying gmin", "Trying source", "toxe, toxp and dtox")
+    return not any(b in text for b in benign)
+
+
+class SharedBackend:
+    """ngspice as a shared library through PySpice, with PySpice's stderr-is-error rule replaced by ours."""
+
+    name = "shared"
+
+    def __init__(self) -> None:
+        import logging
+
+        from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi, ffi_string_utf8
+
+        logging.getLogger("PySpice").setLevel(logging.CRITICAL)
+        self._ffi = ffi
+
+        class _Ngspice(NgSpiceShared):
+            @staticmethod
+            def _send_char(message_c, ngspice_id, user_data):  # noqa: ARG004 - ngspice's callback signature
+                self_ = ffi.from_handle(user_data)
+                prefix, _, content = ffi_string_utf8(message_c).partition(" ")
+                (self_._stderr if prefix == "stderr" else self_._stdout).append(content)
+                return 0
+
+        self._ng = _Ngspice(ngspice_id=0)
+        self._lib = self._ng._ngspice_shared
+        self._ng.exec_command("set num_threads=1")
+
+    def _command(self, command: str) -> list[str]:
+        """Run a command; return the stderr lines that are real errors."""
+        self._ng.clear_output()
+        self._lib.ngSpice_Command(command.encode("ascii"))
+        return [line for line in self._ng._stderr if _is_real_error(line)]
+
+    def _vector(self, name: str) -> np.ndarray | None:
+        ffi = self._ffi
+        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
+        if info == ffi.NULL or info.v_length <= 0:
+            return None
+        n = info.v_length
+        if info.v_compdata != ffi.NULL:
+            return np.frombuffer(ffi.buffer(info.v_compdata, n * 16), dtype=np.complex128).copy()
+        if info.v_realdata == ffi.NULL:
+            return None
+        return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
+
+    def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
+        try:
+            self._ng.clear_output()
+            self._ng.load_circuit(circuit + ".end\n")
+            errors = [line for line in self._ng._stderr if _is_real_error(line)]
+            if errors:
+                return RawSimulation(error="; ".join(errors[:3]))
+            errors = self._command("op")
+            op: dict[str, float] = {}
+            for key, name in _op_keys(tech):
+                vec = self._vector(name)
+                if vec is None or vec.size == 0:
+                    return RawSimulation(error="; ".join(errors[:3]) or f"operating point did not converge ({name})")
+                op[key] = float(np.real(vec[0]))
+            errors = self._command(sweep.command())
+            frequency, response = self._vector("frequency"), self._vector("v(vout)")
+            if frequency is None or response is None or len(frequency) < 2:
+                return RawSimulation(op=op, error="; ".join(errors[:3]) or "AC analysis produced no sweep")
+            return RawSimulation(op=op, frequency_hz=np.real(frequency), response=response.astype(complex))
+        finally:
+            self._command("destroy all")
+            self._command("remcirc")
+
+
+class BatchBackend:
+    """`ngspice -b` on the same circuit, op values printed, the AC sweep written with wrdata."""
+
+    name = "batch"
+
+    def __init__(self, executable: str = "ngspice", timeout_s: float = 60.0) -> None:
+        path = shutil.which(executable)
+        if path is None:
+            raise RuntimeError(f"{executable} not found; install Debian's ngspice (apt-get install ngspice)")
+        self.executable = path
+        self.timeout_s = timeout_s
+
+    def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
+        with tempfile.TemporaryDirectory(prefix="icgen-") as tmp:
+            ac_file = Path(tmp) / "ac.txt"
+            deck_file = Path(tmp) / "deck.cir"
+            deck_file.write_text(circuit + _control_block(tech, sweep, str(ac_file)))
+            try:
+                proc = subprocess.run([self.executable, "-b", str(deck_file)], capture_output=True, text=True,
+                                      timeout=self.timeout_s, cwd=tmp, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            except subprocess.TimeoutExpired:
+                return RawSimulation(error=f"ngspice -b timed out after {self.timeout_s:g} s")
+            values = _parse_prints(proc.stdout)
+            op = {}
+            for key, name in _op_keys(tech):
+                if name.lower() not in values:
+                    errors = [line for line in proc.stderr.splitlines() if _is_real_error(line)]
+                    return RawSimulation(error="; ".join(errors[:3]) or f"operating point did not converge ({name})")
+                op[key] = values[name.lower()]
+            if not ac_file.is_file():
+                return RawSimulation(op=op, error="AC analysis produced no sweep")
+            data = np.loadtxt(ac_file, ndmin=2)
+            return RawSimulation(op=op, frequency_hz=data[:, 0], response=data[:, 1] + 1j * data[:, 2])
+
+
+def _control_block(tech: Technology, sweep: Sweep, ac_file: str) -> str:
+    prints = "\n".join(f"print {name}" for _, name in _op_keys(tech))
+    return (".control\nset num_threads=1\nop\n" + prints + "\n" + sweep.command() + "\n"
+            + f"set wr_singlescale\nwrdata {ac_file} v(vout)\nquit\n.endc\n.end\n")
+
+
+def _parse_prints(stdout: str) -> dict[str, float]:
+    values = {}
+    for line in stdout.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            try:
+                values[name.strip().lower()] = float(value.split()[0])
+            except (ValueError, IndexError):
+                continue
+    return values
+
+
+_SHARED: SharedBackend | None = None
+
+
+def make_backend(name: str):
+    """The backend by name; libngspice can be loaded once per process, so `shared` is a per-process singleton."""
+    global _SHARED
+    if name == "shared":
+        if _SHARED is None:
+            _SHARED = SharedBackend()
+        return _SHARED
+    if name == "batch":
+        return BatchBackend()
+    raise ValueError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+
+
+# ----------------------------------------------------------------------------- one design
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How to simulate: technology, testbench, sweep and backend."""
+
+    tech: Technology
+    """The process to simulate on."""
+    testbench: str = "feedback"
+    """feedback (DC loop closed through a huge inductor) or fixed (both inputs at VIN, the original set-up)."""
+    sweep: Sweep = Sweep()
+    """The AC sweep."""
+    backend: str = "shared"
+    """shared (libngspice via PySpice) or batch (ngspice -b)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
+    """Simulate one design on a backend in this process and measure it (no crash protection)."""
+    start = time.perf_counter()
+    circuit = render_circuit(design, config.tech, config.testbench)
+    raw = backend.run(circuit, config.tech, config.sweep)
+    common = dict(design=design, tech=config.tech.name, testbench=config.testbench, backend=backend.name)
+    if raw.error is not None and not raw.op:
+        return SimResult(status="failed", reason=raw.error, metrics=None, health=None,
+                         seconds=time.perf_counter() - start, **common)
+    health = assess_health(raw.op, config.tech.vdd_v)
+    power_w = config.tech.vdd_v * abs(raw.op["ivdd"])
+    if raw.error is not None:
+        return SimResult(status="failed", reason=raw.error, metrics=None, health=health,
+                         seconds=time.perf_counter() - start, **common)
+    metrics, reason = measure(raw.frequency_hz, raw.response, power_w)
+    return SimResult(status="ok" if reason is None else "not_amplifier", reason=reason, metrics=metrics,
+                     health=health, seconds=time.perf_counter() - start, frequency_hz=raw.frequency_hz,
+                     response=raw.response, **common)
+
+
+# ----------------------------------------------------------------------------- worker pool
+
+def _worker_main(conn, backend_name: str) -> None:
+    """A worker: build the backend once, then simulate tasks until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    backend = make_backend(backend_name)
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        index, design, config, debug = task
+        if debug == "segfault":  # for tests: die the way libngspice does
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if debug == "hang":
+            time.sleep(3600)
+        try:
+            result = simulate_with(backend, design, config)
+        except Exception as err:  # a bug in measurement must not kill the run; report it on the design
+            result = SimResult(design=design, status="failed", reason=f"{type(err).__name__}: {err}", metrics=None,
+                               health=None, tech=config.tech.name, testbench=config.testbench,
+                               backend=backend_name, seconds=0.0)
+        conn.send((index, result))
+
+
+class _Worker:
+    def __init__(self, ctx, backend: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, backend), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: tuple | None = None
+        self.started = 0.0
+        self.done = 0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class SimulatorPool:
+    """Worker processes that each own one ngspice; a segfault or hang costs one design, never the run.
+
+    Workers are replaced after `recycle_after` simulations to bound ngspice's slow memory growth.
+    """
+
+    def __init__(self, workers: int | None = None, backend: str = "shared", timeout_s: float = 30.0,
+                 recycle_after: int = 500) -> None:
+        self.n_workers = max(1, workers or os.cpu_count() or 1)
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.recycle_after = recycle_after
+        self._ctx = mp.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self.crashes = 0
+        self.timeouts = 0
+
+    def __enter__(self) -> "SimulatorPool":
+        self._workers = [_Worker(self._ctx, self.backend) for _ in range(self.n_workers)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.process.is_alive() and w.task is None:
+                    w.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for w in self._workers:
+            w.process.join(timeout=2)
+            w.kill()
+        self._workers = []
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        fresh = _Worker(self._ctx, self.backend)
+        self._workers[self._workers.index(worker)] = fresh
+        return fresh
+
+    def _lost(self, worker: _Worker, why: str) -> tuple[int, SimResult]:
+        index, design, config, _ = worker.task
+        result = SimResult(design=design, status="failed", reason=why, metrics=None, health=None,
+                           tech=config.tech.name, testbench=config.testbench, backend=self.backend,
+                           seconds=time.perf_counter() - worker.started)
+        return index, result
+
+    def map(self, designs: Iterable[Design], config: SimConfig,
+            debug: dict[int, str] | None = None) -> Iterator[tuple[int, SimResult]]:
+        """Yield (index, result) for every design, in completion order."""
+        if not self._workers:
+            raise RuntimeError("use SimulatorPool as a context manager")
+        debug = debug or {}
+        pending = iter(enumerate(designs))
+        exhausted = False
+        while True:
+            for w in list(self._workers):
+                if w.task is None and not exhausted:
+                    if w.done >= self.recycle_after:
+                        w = self._replace(w)
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    index, design = nxt
+                    w.task = (index, design, config, debug.get(index))
+                    w.started = time.perf_counter()
+                    w.conn.send(w.task)
+            busy = [w for w in self._workers if w.task is not None]
+            if not busy:
+                return
+            now = time.perf_counter()
+            wait_s = max(0.0, min(w.started + self.timeout_s - now for w in busy))
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_s + 0.01)
+            for w in busy:
+                if w.conn in ready:
+                    try:
+                        index, result = w.conn.recv()
+                    except (EOFError, OSError):
+                        self.crashes += 1
+                        code = w.process.exitcode
+                        yield self._lost(w, f"simulator crashed (exit {code}); the design was skipped")
+                        self._replace(w)
+                        continue
+                    w.task = None
+                    w.done += 1
+                    yield index, result
+                elif w.process.sentinel in ready or not w.process.is_alive():
+                    self.crashes += 1
+                    w.process.join(timeout=1)
+                    code = w.process.exitcode
+                    why = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+                    yield self._lost(w, f"simulator crashed ({why}); the design was skipped")
+                    self._replace(w)
+                elif time.perf_counter() - w.started > self.timeout_s:
+                    self.timeouts += 1
+                    yield self._lost(w, f"simulation timed out after {self.timeout_s:g} s; the design was skipped")
+                    self._replace(w)
+
+
+def simulate(design: Design, tech: Technology | str = "ptm65", testbench: str = "feedback",
+             sweep: Sweep = Sweep(), backend: str = "shared", timeout_s: float = 60.0) -> SimResult:
+    """Simulate one design in a worker process (safe against simulator crashes) and measure it."""
+    config = SimConfig(tech=load_technology(tech) if isinstance(tech, str) else tech, testbench=testbench,
+                       sweep=sweep, backend=backend)
+    with SimulatorPool(workers=1, backend=backend, timeout_s=timeout_s) as pool:
+        return next(pool.map([design], config))[1]
+
+
+def simulate_many(designs: list[Design], config: SimConfig, workers: int | None = None,
+                  timeout_s: float = 30.0) -> list[SimResult]:
+    """Simulate designs in parallel; results in input order."""
+    results: list[SimResult | None] = [None] * len(designs)
+    with SimulatorPool(workers=workers, backend=config.backend, timeout_s=timeout_s) as pool:
+        for index, result in pool.map(designs, config):
+            results[index] = result
+    return results  # type: ignore[return-value]

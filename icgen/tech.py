@@ -1,0 +1,195 @@
+"""Technologies: a small YAML descriptor per process (model file, device names, VDD, load, bounds).
+
+Built-in descriptors live in `spice/` (ptm65, sky130); a designer with foundry models writes their own
+descriptor and passes its path (`--tech my_tsmc65.yaml`). `load_technology("ptm65")` returns a `Technology`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .design import DESIGN_KEYS, Design
+
+DEFAULT_TECH = "ptm65"
+
+
+class TechError(ValueError):
+    """A technology that cannot be found or whose descriptor is wrong."""
+
+
+def spice_dir() -> Path:
+    """The folder of built-in technology descriptors and model files (`spice/` in the repository)."""
+    installed = Path(__file__).resolve().parent / "spice"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "spice"
+
+
+@dataclass(frozen=True)
+class Technology:
+    """A process: where its models are and how the op-amp template instantiates them."""
+
+    name: str
+    """Short name, e.g. ptm65."""
+    description: str
+    """One line for `icgen tech list`."""
+    model_file: Path
+    """Absolute path of the SPICE model or library file."""
+    nmos: str
+    """NMOS model (or subcircuit) name."""
+    pmos: str
+    """PMOS model (or subcircuit) name."""
+    vdd_v: float
+    """Supply voltage."""
+    cl_f: float
+    """Load capacitance on VOUT."""
+    bounds: dict[str, tuple[float, float]]
+    """Allowed range of each design variable, SI units."""
+    corner: str | None = None
+    """Library section to load with `.lib FILE CORNER`; None means `.include FILE`."""
+    corners: tuple[str, ...] = ()
+    """Sections the library offers (process corners)."""
+    subcircuit: bool = False
+    """True when devices are subcircuits (instances named X...), as in sky130."""
+    length_unit_m: float = 1.0
+    """The deck's unit for L and W: 1.0 for metres, 1e-6 when the models take microns."""
+    device_parameter: str = "@{instance}[{parameter}]"
+    """How ngspice names an operating-point parameter of a device; {instance} is e.g. m1."""
+    descriptor: Path | None = None
+    """The YAML file this came from."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Other keys of the descriptor, kept for provenance."""
+
+    def __post_init__(self) -> None:
+        if not self.model_file.is_file():
+            raise TechError(f"technology {self.name}: model file {self.model_file} does not exist; fix model_file "
+                            f"in {self.descriptor or 'the descriptor'}")
+        if not (0.3 <= self.vdd_v <= 10):
+            raise TechError(f"technology {self.name}: vdd_v={self.vdd_v} is not a supply voltage; use e.g. 1.2")
+        if not (0 < self.cl_f < 1e-6):
+            raise TechError(f"technology {self.name}: cl_f={self.cl_f} is not a load capacitance; use e.g. 1e-12")
+        missing = [k for k in DESIGN_KEYS if k not in self.bounds]
+        if missing:
+            raise TechError(f"technology {self.name}: bounds lack {', '.join(missing)}")
+        for key, (low, high) in self.bounds.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise TechError(f"technology {self.name}: bounds of {key} must be [low, high] with low < high")
+            if key not in ("VIN", "VB1") and low <= 0:
+                raise TechError(f"technology {self.name}: bounds of {key} must be positive")
+        if self.corner is not None and self.corners and self.corner not in self.corners:
+            raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
+
+    def with_corner(self, corner: str) -> "Technology":
+        """The same technology at another process corner (sky130: tt ff ss sf fs)."""
+        if corner not in self.corners:
+            offered = ", ".join(self.corners) or "none"
+            raise TechError(f"technology {self.name} has no corner {corner!r}; corners: {offered}")
+        return Technology(**{**self.__dict__, "corner": corner})
+
+    def out_of_bounds(self, design: Design) -> list[str]:
+        """One message per variable outside this technology's bounds."""
+        problems = []
+        for key, value in design.to_dict().items():
+            low, high = self.bounds[key]
+            if not (low <= value <= high):
+                problems.append(f"{key}={value:g} is outside {self.name}'s range [{low:g}, {high:g}]")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """The descriptor as `icgen tech show --json` prints it, paths absolute."""
+        return {
+            "name": self.name, "description": self.description, "model_file": str(self.model_file),
+            "nmos": self.nmos, "pmos": self.pmos, "vdd_v": self.vdd_v, "cl_f": self.cl_f,
+            "corner": self.corner, "corners": list(self.corners), "subcircuit": self.subcircuit,
+            "length_unit_m": self.length_unit_m,
+            "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
+            "descriptor": str(self.descriptor) if self.descriptor else None,
+        }
+
+
+def builtin_names() -> list[str]:
+    """Names of the technologies shipped in spice/."""
+    return sorted(p.stem for p in spice_dir().glob("*.yaml"))
+
+
+def _package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _resolve_model_file(raw: str, base: Path) -> Path:
+    """`model_file` may be relative to the descriptor, absolute, or `package:NAME/rel/path` inside a pip package."""
+    if raw.startswith("package:"):
+        package, _, rel = raw[len("package:"):].partition("/")
+        root = _package_dir(package)
+        if root is None:
+            raise TechError(f"model file {raw}: Python package {package!r} is not installed; "
+                            f"install it (pip install {package}) to use this technology")
+        return (root / rel).resolve()
+    path = Path(raw).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _as_float(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TechError(f"{where}: {value!r} is not a number") from err
+
+
+def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None = None) -> Technology:
+    """Load a built-in technology by name or a user's descriptor by path."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = spice_dir() / f"{text}.yaml"
+        if not path.is_file():
+            raise TechError(f"unknown technology {text!r}; built in: {', '.join(builtin_names())}, "
+                            f"or pass the path of a descriptor YAML file")
+    if not path.is_file():
+        raise TechError(f"technology descriptor {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise TechError(f"technology descriptor {path} is not valid YAML: {err}".splitlines()[0]) from err
+    if not isinstance(raw, dict):
+        raise TechError(f"technology descriptor {path} must be a mapping of keys to values")
+    required = ("name", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise TechError(f"technology descriptor {path} lacks {', '.join(missing)}; required: {', '.join(required)}")
+    bounds_raw = raw["bounds"]
+    if not isinstance(bounds_raw, dict):
+        raise TechError(f"{path}: bounds must map each design variable to [low, high]")
+    bounds: dict[str, tuple[float, float]] = {}
+    for key, pair in bounds_raw.items():
+        if key not in DESIGN_KEYS:
+            raise TechError(f"{path}: bounds has unknown variable {key!r}; use {' '.join(DESIGN_KEYS)}")
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise TechError(f"{path}: bounds of {key} must be [low, high]")
+        bounds[key] = (_as_float(pair[0], f"{path}: {key} low"), _as_float(pair[1], f"{path}: {key} high"))
+    known = {"name", "description", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds", "corner", "corners",
+             "subcircuit", "length_unit_m", "device_parameter"}
+    tech = Technology(
+        name=str(raw["name"]),
+        description=str(raw.get("description", "")),
+        model_file=_resolve_model_file(str(raw["model_file"]), path.parent),
+        nmos=str(raw["nmos"]), pmos=str(raw["pmos"]),
+        vdd_v=_as_float(raw["vdd_v"], f"{path}: vdd_v"), cl_f=_as_float(raw["cl_f"], f"{path}: cl_f"),
+        bounds=bounds,
+        corner=raw.get("corner"), corners=tuple(raw.get("corners", ()) or ()),
+        subcircuit=bool(raw.get("subcircuit", False)),
+        length_unit_m=_as_float(raw.get("length_unit_m", 1.0), f"{path}: length_unit_m"),
+        device_parameter=str(raw.get("device_parameter", "@{instance}[{parameter}]")),
+        descriptor=path.resolve(),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+    return tech.with_corner(corner) if corner else tech
