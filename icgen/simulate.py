@@ -311,6 +311,14 @@ class _Worker:
         self.conn.close()
 
 
+def _exit_reason(process) -> str:
+    process.join(timeout=1)
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"killed by signal {-code}, {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 class SimulatorPool:
     """Worker processes that each own one ngspice; a segfault or hang costs one design, never the run.
 
@@ -393,8 +401,7 @@ class SimulatorPool:
                         index, result = w.conn.recv()
                     except (EOFError, OSError):
                         self.crashes += 1
-                        code = w.process.exitcode
-                        yield self._lost(w, f"simulator crashed (exit {code}); the design was skipped")
+                        yield self._lost(w, f"simulator crashed ({_exit_reason(w.process)}); the design was skipped")
                         self._replace(w)
                         continue
                     w.task = None
@@ -402,10 +409,7 @@ class SimulatorPool:
                     yield index, result
                 elif w.process.sentinel in ready or not w.process.is_alive():
                     self.crashes += 1
-                    w.process.join(timeout=1)
-                    code = w.process.exitcode
-                    why = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
-                    yield self._lost(w, f"simulator crashed ({why}); the design was skipped")
+                    yield self._lost(w, f"simulator crashed ({_exit_reason(w.process)}); the design was skipped")
                     self._replace(w)
                 elif time.perf_counter() - w.started > self.timeout_s:
                     self.timeouts += 1

@@ -23,6 +23,7 @@ UNIT_PREFIX_EXPONENT = {"T": 12, "G": 9, "M": 6, "meg": 6, "Meg": 6, "MEG": 6, "
 # Prefix printed for each exponent, in SPICE decks and in the original answers.
 _SPICE_PRINT = {12: "T", 9: "G", 6: "Meg", 3: "k", 0: "", -3: "m", -6: "u", -9: "n", -12: "p", -15: "f"}
 _ANSWER_PRINT = {12: "T", 9: "G", 6: "M", 3: "K", 0: "", -3: "m", -6: "u", -9: "n", -12: "p", -15: "f"}
+_PEOPLE_PRINT = {**_ANSWER_PRINT, 3: "k", -6: "µ"}
 # The unit each kind of value is written with in the original answers, and the prefix it uses.
 ANSWER_UNIT_EXPONENT = {"m": None, "F": -12, "Ohm": None, "V": -3}
 
@@ -132,4 +133,4 @@ def format_si(value: float | None, unit: str, digits: int = 4) -> str:
         return f"{value:.{max(digits - 2, 1)}f} {unit}".strip()
     exponent = _engineering_exponent(value)
     mantissa = value / 10.0**exponent
-    return f"{mantissa:.{digits}g} {_ANSWER_PRINT[exponent]}{unit}"
+    return f"{mantissa:.{digits}g} {_PEOPLE_PRINT[exponent]}{unit}"

@@ -1,0 +1,226 @@
+"""The `icgen` command line: thin click commands over the core modules.
+
+    icgen simulate [DESIGN] [--L1 622n ...] [--json] [--plot bode.png]
+    icgen validate ANSWER.txt [--json]
+    icgen tech list | icgen tech show ptm65 --json
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .deck import TESTBENCHES, render_answer
+from .design import DESIGN_KEYS, EXAMPLE_DESIGN, METRIC_KEYS, METRIC_LABELS, METRIC_UNITS, VARIABLE_BY_KEY, DesignError
+from .parse import ParsedAnswer, Problem, parse_answer, read_design_file
+from .tech import TechError, builtin_names, load_technology
+from .units import UnitError, format_si, parse_quantity
+
+
+class UserError(click.ClickException):
+    """A one-line error for bad input: exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"icgen: error: {self.format_message()}", err=True)
+
+
+def _tech(tech: str, corner: str | None):
+    try:
+        return load_technology(tech, corner=corner)
+    except TechError as err:
+        raise UserError(str(err)) from err
+
+
+def _variable_options(func):
+    for key in reversed(DESIGN_KEYS):
+        v = VARIABLE_BY_KEY[key]
+        func = click.option(f"--{key}", key, default=None, metavar="VALUE",
+                            help=f"{v.meaning} ({v.unit}; SPICE suffixes ok, e.g. 622n)")(func)
+    return func
+
+
+def _common_sim_options(func):
+    func = click.option("--corner", default=None, help="Process corner of technologies that have them (sky130: tt ff ss sf fs).")(func)
+    func = click.option("--tech", "tech", default="ptm65", show_default=True,
+                        help="Built-in technology name or path of a descriptor YAML.")(func)
+    func = click.option("--testbench", type=click.Choice(TESTBENCHES), default="feedback", show_default=True,
+                        help="feedback: DC loop closed through a huge inductor (default); fixed: both inputs at VIN.")(func)
+    return func
+
+
+def _problems_line(problems: list[Problem]) -> str:
+    return "; ".join(str(p) for p in problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+
+
+def _metrics_table(result) -> str:
+    lines = [f"{'metric':<22} {'value':>14}"]
+    m = result.metrics
+    for key in METRIC_KEYS:
+        value = getattr(m, key) if m else None
+        lines.append(f"{METRIC_LABELS[key]:<22} {format_si(value, METRIC_UNITS[key]):>14}")
+    return "\n".join(lines)
+
+
+def _health_table(health) -> str:
+    if health is None:
+        return "operating point: not available"
+    lines = [f"operating point: VOUT = {health.vout_v * 1e3:.0f} mV of VDD = {health.vdd_v:g} V",
+             f"{'device':<7} {'region':<13} {'Vgs':>8} {'Vth':>8} {'Vds':>8} {'Vdsat':>8} {'margin':>8} {'Id':>10}"]
+    for d in health.devices:
+        lines.append(f"{d.name:<7} {d.region:<13} {d.vgs_v * 1e3:7.0f}m {d.vth_v * 1e3:7.0f}m {d.vds_v * 1e3:7.0f}m "
+                     f"{d.vdsat_v * 1e3:7.0f}m {d.saturation_margin_v * 1e3:7.0f}m {format_si(d.id_a, 'A', 3):>10}")
+    lines.append("flags: " + ("; ".join(health.flags) if health.flags else "none (healthy: output biased, all devices saturated)"))
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="icgen")
+def main() -> None:
+    """icgen: size and verify a two-stage Miller op-amp with ngspice."""
+
+
+@main.command()
+@click.argument("design_file", required=False, type=click.Path(dir_okay=False))
+@_variable_options
+@_common_sim_options
+@click.option("--backend", type=click.Choice(["shared", "batch"]), default="shared", show_default=True,
+              help="shared: libngspice through PySpice; batch: an ngspice -b subprocess.")
+@click.option("--json", "as_json", is_flag=True, help="Print {design, metrics, status, health} as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a Bode plot (PNG).")
+def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, **variables) -> None:
+    """Simulate a design and print its metrics and operating-point health.
+
+    DESIGN_FILE is JSON (SI keys R0 C0 L1 W1 ... VIN VB1) or an answer in the original format. Without it,
+    the original work's example answer is simulated; --L1 622n etc. override single variables.
+    """
+    from .simulate import simulate as run_simulation
+    from .validate import range_problems
+
+    technology = _tech(tech, corner)
+    if design_file:
+        if design_file != "-" and not Path(design_file).is_file():
+            raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
+        parsed = parse_answer(sys.stdin.read()) if design_file == "-" else read_design_file(design_file)
+        if parsed.problems or parsed.design is None:
+            raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
+        design = parsed.design
+    else:
+        design = EXAMPLE_DESIGN
+    overrides = {}
+    for key, raw in variables.items():
+        if raw is None:
+            continue
+        unit = VARIABLE_BY_KEY[key].answer_unit
+        try:
+            overrides[key] = parse_quantity(raw, unit)
+        except UnitError as err:
+            raise UserError(f"--{key}: {err}") from err
+    try:
+        design = design.replace(**overrides)
+    except DesignError as err:
+        raise UserError(str(err)) from err
+    problems = range_problems(design, technology)
+    if problems:
+        raise UserError(_problems_line(problems))
+    result = run_simulation(design, technology, testbench=testbench, backend=backend)
+    if plot_path and result.frequency_hz is not None:
+        from .plot import plot_bode
+
+        plot_bode(result, plot_path)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(f"{technology.name} ({testbench} testbench, {backend} backend)\n")
+        click.echo(render_answer(design) + "\n")
+        click.echo(f"status: {result.status}" + (f" ({result.reason})" if result.reason else "") + "\n")
+        click.echo(_metrics_table(result) + "\n")
+        click.echo(_health_table(result.health))
+        if plot_path and result.frequency_hz is not None:
+            click.echo(f"\nBode plot: {plot_path}")
+    if plot_path and result.frequency_hz is None:
+        raise UserError(f"no AC sweep to plot: {result.status} ({result.reason})")
+    if result.status == "failed":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("answer_file", type=click.Path(dir_okay=False, allow_dash=True))
+@_common_sim_options
+@click.option("--no-simulate", is_flag=True, help="Check parsing, topology, units and ranges only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate(answer_file, tech, corner, testbench, no_simulate, as_json) -> None:
+    """Validate an answer (a model's or a person's netlist) and simulate it; exit 1 when invalid."""
+    from .validate import validate_parsed
+
+    technology = _tech(tech, corner)
+    if answer_file == "-":
+        parsed: ParsedAnswer = parse_answer(sys.stdin.read())
+    elif not Path(answer_file).is_file():
+        raise UserError(f"{answer_file}: no such file")
+    else:
+        parsed = read_design_file(answer_file)
+    report = validate_parsed(parsed, technology, testbench, run_simulation=not no_simulate)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(f"validation report for {answer_file} on {technology.name} ({testbench} testbench)")
+        if report.problems:
+            click.echo(f"INVALID: {len(report.problems)} problem(s)")
+            for p in report.problems:
+                click.echo(f"  - {p}")
+        if report.design is not None:
+            click.echo("\nparsed design (re-rendered from typed values):\n" + render_answer(report.design))
+        if report.result is not None:
+            click.echo(f"\nstatus: {report.result.status}" + (f" ({report.result.reason})" if report.result.reason else ""))
+            click.echo(_metrics_table(report.result) + "\n")
+            click.echo(_health_table(report.result.health))
+        if report.valid:
+            click.echo("\nVALID: the netlist matches the template, is in range, and simulates as an amplifier")
+            if report.result.health and report.result.health.flags:
+                click.echo("warning: the operating point is unhealthy: " + "; ".join(report.result.health.flags))
+    sys.exit(0 if (report.valid or (no_simulate and not report.problems and report.design)) else 1)
+
+
+@main.group()
+def tech() -> None:
+    """Technologies: built-in ones and user descriptors."""
+
+
+@tech.command("list")
+def tech_list() -> None:
+    """List the built-in technologies."""
+    for name in builtin_names():
+        try:
+            t = load_technology(name)
+            click.echo(f"{name:<10} VDD {t.vdd_v:g} V, CL {format_si(t.cl_f, 'F', 3)}: {t.description}")
+        except TechError as err:
+            click.echo(f"{name:<10} unavailable: {err}")
+
+
+@tech.command("show")
+@click.argument("name")
+@click.option("--corner", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptor as JSON with absolute paths.")
+def tech_show(name, corner, as_json) -> None:
+    """Show a technology's descriptor (model file, models, VDD, load, bounds)."""
+    t = _tech(name, corner)
+    data = t.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if key != "bounds":
+            click.echo(f"{key:<14} {value}")
+    click.echo("bounds:")
+    for key, (low, high) in data["bounds"].items():
+        unit = VARIABLE_BY_KEY[key].unit
+        click.echo(f"  {key:<4} {format_si(low, unit, 3)} .. {format_si(high, unit, 3)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
