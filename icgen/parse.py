@@ -15,7 +15,7 @@ from .deck import DEVICE_BY_NAME, PASSIVES, TEMPLATE
 from .design import DESIGN_KEYS, Design, DesignError
 from .units import UnitError, parse_quantity
 
-_QTY = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*(?:[A-Za-zµΩ]+)?"
+_QTY = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[ \t]*[A-Za-zµΩ]+(?!\w))?"
 _NAME = r"[A-Za-z_][\w]*"
 _DEVICE = re.compile(
     rf"(?<![\w.])(M\d+)\s+({_NAME})\s+({_NAME})\s+({_NAME})\s+({_NAME})\s+({_NAME})"

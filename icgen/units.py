@@ -97,6 +97,8 @@ def _decimal(value: float) -> Decimal:
 
 
 def _engineering_exponent(value: float) -> int:
+    if not math.isfinite(value):
+        raise UnitError(f"{value!r} is not a finite number")
     if value == 0:
         return 0
     exponent = 3 * math.floor(math.log10(abs(value)) / 3)

@@ -39,7 +39,8 @@ def range_problems(design: Design, tech: Technology) -> list[Problem]:
         low, high = tech.bounds[key]
         if not (low <= value <= high):
             unit = VARIABLE_BY_KEY[key].answer_unit
-            problems.append(Problem(key, f"{format_answer(value, unit)} is outside {tech.name}'s range "
+            shown = format_answer(value, unit) if 1e-18 < abs(value) < 1e6 else f"{value:g}"
+            problems.append(Problem(key, f"{shown} is outside {tech.name}'s range "
                                          f"{format_answer(low, unit)} .. {format_answer(high, unit)}"))
     return problems
 
