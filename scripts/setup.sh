@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up icgen on Debian/Ubuntu: Debian's ngspice + libngspice (PySpice opens libngspice.so, hence -dev),
+# then a virtual environment in .venv with icgen and its test tools. Safe to run again; run as root or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+packages=(ngspice libngspice0 libngspice0-dev)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-venv python3-pip); fi
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  missing+=(python3-venv python3-pip)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+echo "setup: installing icgen into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import icgen, PySpice" || { echo "setup: icgen did not install; see the pip output above" >&2; exit 1; }
+echo "setup: done ($(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9.]*'), $(.venv/bin/icgen --version))"
