@@ -80,10 +80,7 @@ def render_circuit(design: Design, tech: Technology, testbench: str = "feedback"
         raise ValueError(f"unknown testbench {testbench!r}; use one of {', '.join(TESTBENCHES)}")
     values = design.to_dict()
     lines = [f"* icgen two-stage Miller op-amp on {tech.name}, testbench {testbench}"]
-    if tech.corner:
-        lines.append(f".lib '{tech.model_file}' {tech.corner}")
-    else:
-        lines.append(f".include '{tech.model_file}'")
+    lines += tech.model_lines()
     lines.append(f"VDD VDD 0 DC {format_spice(tech.vdd_v)}")
     for d in TEMPLATE:
         model = tech.pmos if d.model == "pch" else tech.nmos

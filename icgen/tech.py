@@ -60,6 +60,10 @@ class Technology:
     """The deck's unit for L and W: 1.0 for metres, 1e-6 when the models take microns."""
     device_parameter: str = "@{instance}[{parameter}]"
     """How ngspice names an operating-point parameter of a device; {instance} is e.g. m1."""
+    includes: tuple[str, ...] = ()
+    """Model files to `.include` instead of model_file, absolute paths; `{corner}` is replaced by the corner."""
+    params: dict[str, float] = field(default_factory=dict)
+    """`.param` lines the included models need (e.g. sky130's Monte Carlo switches off)."""
     descriptor: Path | None = None
     """The YAML file this came from."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +85,10 @@ class Technology:
                 raise TechError(f"technology {self.name}: bounds of {key} must be [low, high] with low < high")
             if key not in ("VIN", "VB1") and low <= 0:
                 raise TechError(f"technology {self.name}: bounds of {key} must be positive")
+        for include in self.includes:
+            path = Path(include.format(corner=self.corner or ""))
+            if not path.is_file():
+                raise TechError(f"technology {self.name}: included model file {path} does not exist")
         if self.corner is not None and self.corners and self.corner not in self.corners:
             raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
 
@@ -90,6 +98,15 @@ class Technology:
             offered = ", ".join(self.corners) or "none"
             raise TechError(f"technology {self.name} has no corner {corner!r}; corners: {offered}")
         return Technology(**{**self.__dict__, "corner": corner})
+
+    def model_lines(self) -> list[str]:
+        """The deck lines that load the models: .param + .include list, `.lib FILE CORNER`, or `.include FILE`."""
+        if self.includes:
+            lines = [f".param {k}={v:g}" for k, v in self.params.items()]
+            return lines + [f".include '{inc.format(corner=self.corner or '')}'" for inc in self.includes]
+        if self.corner:
+            return [f".lib '{self.model_file}' {self.corner}"]
+        return [f".include '{self.model_file}'"]
 
     def out_of_bounds(self, design: Design) -> list[str]:
         """One message per variable outside this technology's bounds."""
@@ -106,7 +123,7 @@ class Technology:
             "name": self.name, "description": self.description, "model_file": str(self.model_file),
             "nmos": self.nmos, "pmos": self.pmos, "vdd_v": self.vdd_v, "cl_f": self.cl_f,
             "corner": self.corner, "corners": list(self.corners), "subcircuit": self.subcircuit,
-            "length_unit_m": self.length_unit_m,
+            "length_unit_m": self.length_unit_m, "includes": list(self.includes), "params": dict(self.params),
             "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
             "descriptor": str(self.descriptor) if self.descriptor else None,
         }
@@ -177,7 +194,11 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
             raise TechError(f"{path}: bounds of {key} must be [low, high]")
         bounds[key] = (_as_float(pair[0], f"{path}: {key} low"), _as_float(pair[1], f"{path}: {key} high"))
     known = {"name", "description", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds", "corner", "corners",
-             "subcircuit", "length_unit_m", "device_parameter"}
+             "subcircuit", "length_unit_m", "device_parameter", "includes", "params"}
+    includes = raw.get("includes") or []
+    params = raw.get("params") or {}
+    if not isinstance(includes, list) or not isinstance(params, dict):
+        raise TechError(f"{path}: includes must be a list of files and params a mapping of name to number")
     tech = Technology(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
@@ -189,6 +210,8 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
         subcircuit=bool(raw.get("subcircuit", False)),
         length_unit_m=_as_float(raw.get("length_unit_m", 1.0), f"{path}: length_unit_m"),
         device_parameter=str(raw.get("device_parameter", "@{instance}[{parameter}]")),
+        includes=tuple(str(_resolve_model_file(str(inc), path.parent)) for inc in includes),
+        params={str(k): _as_float(v, f"{path}: params.{k}") for k, v in params.items()},
         descriptor=path.resolve(),
         extra={k: v for k, v in raw.items() if k not in known},
     )
