@@ -222,5 +222,58 @@ def tech_show(name, corner, as_json) -> None:
         click.echo(f"  {key:<4} {format_si(low, unit, 3)} .. {format_si(high, unit, 3)}")
 
 
+@main.group()
+def data() -> None:
+    """The simulated dataset: generate, split, export pairs, stats, augment."""
+
+
+@data.command("generate")
+@click.option("--tech", "tech", default="ptm65", show_default=True, help="Technology name or descriptor path.")
+@click.option("--n-working", type=int, default=8800, show_default=True, help="Working designs to reach.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sobol scrambling seed.")
+@click.option("--workers", type=int, default=None, help="Simulation processes (default: all cores).")
+@click.option("--testbench", type=click.Choice(TESTBENCHES), default="feedback", show_default=True)
+@click.option("--chunk", type=int, default=1024, show_default=True, help="Designs per resumable part.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default data/TECH).")
+def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> None:
+    """Sample and simulate designs until N working ones; kill it any time and re-run to resume."""
+    from tqdm import tqdm
+
+    from .dataset import GenerateConfig, generate
+
+    _tech(tech, None)
+    try:
+        config = GenerateConfig(tech=tech, n_working=n_working, seed=seed, testbench=testbench, chunk=chunk)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    out = Path(out_dir or Path("data") / Path(tech).stem)
+    bar = tqdm(total=n_working, unit="working", desc=f"generate {Path(tech).stem}", dynamic_ncols=True)
+
+    def progress(simulated: int, working: int, wanted: int) -> None:
+        if simulated % 64 and working < wanted:
+            return
+        bar.n = min(working, wanted)
+        bar.set_postfix(simulated=simulated, yield_=f"{working / max(simulated, 1):.0%}", refresh=False)
+        bar.update(0)
+
+    try:
+        table = generate(config, out, workers=workers, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: finished parts are kept in {out}/parts; run the same command to resume", err=True)
+        sys.exit(130)
+    except RuntimeError as err:
+        bar.close()
+        raise UserError(str(err)) from err
+    bar.close()
+    meta = json.loads((out / "meta.json").read_text())
+    c = meta["counts"]
+    click.echo(f"{out}/designs.parquet: {c['simulated']} designs simulated: {c['working']} working "
+               f"({meta['yield_working']:.1%}: amplifier with a healthy operating point), {c['ok']} amplifiers "
+               f"({meta['yield_ok']:.1%}), {c['not_amplifier']} not amplifiers, {c['failed']} failed; "
+               f"{meta['wall_s']:.0f} s over {meta['sessions']} session(s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
