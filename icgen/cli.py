@@ -267,12 +267,83 @@ def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> 
         bar.close()
         raise UserError(str(err)) from err
     bar.close()
+    from .splits import SPLITS, make_splits
+
+    if not (out / SPLITS).is_file():  # written once, with the data
+        make_splits(table, seed=seed).to_parquet(out / SPLITS, index=False)
     meta = json.loads((out / "meta.json").read_text())
     c = meta["counts"]
     click.echo(f"{out}/designs.parquet: {c['simulated']} designs simulated: {c['working']} working "
                f"({meta['yield_working']:.1%}: amplifier with a healthy operating point), {c['ok']} amplifiers "
                f"({meta['yield_ok']:.1%}), {c['not_amplifier']} not amplifiers, {c['failed']} failed; "
                f"{meta['wall_s']:.0f} s over {meta['sessions']} session(s)")
+
+
+def _load_data(data_dir: str):
+    from .dataset import load_dataset
+    from .splits import SPLITS
+
+    folder = Path(data_dir)
+    if not (folder / "designs.parquet").is_file():
+        raise UserError(f"{folder}: no designs.parquet; run icgen data generate --out {folder} first")
+    if not (folder / SPLITS).is_file():
+        raise UserError(f"{folder}: no {SPLITS}; run icgen data split --data {folder} first")
+    import pandas as pd
+
+    return load_dataset(folder), pd.read_parquet(folder / SPLITS)
+
+
+@data.command("split")
+@click.option("--data", "data_dir", default="data/ptm65", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing splits (they are meant to be written once).")
+def data_split(data_dir, seed, force) -> None:
+    """Write train/validation/test splits (random, and held out by metric-space clusters) beside the data."""
+    from .dataset import load_dataset
+    from .splits import SPLITS, make_splits
+
+    folder = Path(data_dir)
+    if (folder / SPLITS).is_file() and not force:
+        raise UserError(f"{folder / SPLITS} exists; splits are written once (use --force to overwrite)")
+    if not (folder / "designs.parquet").is_file():
+        raise UserError(f"{folder}: no designs.parquet; run icgen data generate --out {folder} first")
+    splits = make_splits(load_dataset(folder), seed=seed)
+    splits.to_parquet(folder / SPLITS, index=False)
+    for kind in ("random", "heldout"):
+        counts = splits[kind].value_counts()
+        click.echo(f"{kind:<8} " + ", ".join(f"{name} {int(counts.get(name, 0))}" for name in ("train", "validation", "test")))
+    click.echo(f"wrote {folder / SPLITS}")
+
+
+@data.command("export")
+@click.option("--format", "fmt", type=click.Choice(["seed", "compact", "chat"]), default="compact", show_default=True)
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
+@click.option("--kind", type=click.Choice(["heldout", "random"]), default="heldout", show_default=True,
+              help="heldout: test = whole metric-space clusters; random: rows drawn at random.")
+@click.option("--data", "data_dir", default="data/ptm65", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="JSONL file (default stdout).")
+@click.option("--tokens", is_flag=True, help="Also count tokens per pair with the default model's tokenizer.")
+def data_export(fmt, split, kind, data_dir, out_file, tokens) -> None:
+    """Export prompt/completion (or chat) JSONL pairs for one split."""
+    from .pairs import export_pairs, pair_token_counts
+
+    table, splits = _load_data(data_dir)
+    pairs = export_pairs(table, splits, fmt, split, kind)
+    lines = "".join(json.dumps(p) + "\n" for p in pairs)
+    if out_file:
+        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_file).write_text(lines)
+        click.echo(f"wrote {len(pairs)} {fmt} pairs ({kind} {split}) to {out_file}", err=True)
+    else:
+        click.echo(lines, nl=False)
+    if tokens:
+        import numpy as np
+
+        from .model import load_tokenizer
+
+        counts = np.array(pair_token_counts(pairs, load_tokenizer()))
+        click.echo(f"tokens per pair ({fmt}): mean {counts.mean():.1f}, median {np.median(counts):.0f}, "
+                   f"max {counts.max()}, total {counts.sum()}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

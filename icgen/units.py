@@ -69,7 +69,8 @@ def _split_suffix(suffix: str, unit: str, text: object) -> int:
     """The exponent of a suffix such as `n`, `nm`, `KOhm`, `Meg`, `MHz` given the expected unit."""
     wanted = unit.lower()
     # prefix + written unit, e.g. "nm", "KOhm", "MHz", "mV", or the unit alone, e.g. "V", "Ohm"
-    if wanted and suffix.lower().endswith(wanted) and (suffix.lower() != wanted or unit != "m"):
+    # a lone letter that is also a SPICE scale factor is the scale factor: "1m" is 1e-3, "131f" is 131e-15
+    if wanted and suffix.lower().endswith(wanted) and suffix.lower() not in SPICE_PREFIX_EXPONENT:
         head = suffix[: len(suffix) - len(wanted)]
         if head == "":
             return 0

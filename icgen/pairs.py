@@ -1,0 +1,183 @@
+"""Spec -> sizing training pairs in three formats, each of which parses back to exactly its design.
+
+    seed     the original work's long prompt and its answer format ("To achieve ... M1 pch net3 VINP ...")
+    compact  the same information in few tokens: "gain=64.09dB ugb=4.518MHz ..." -> "R0=3k C0=1p L1=622n ..."
+    chat     {"messages": [system, user, assistant]} with the answer format as the assistant's reply
+
+`make_pair(design, metrics, fmt)` builds one pair; `parse_completion(text, fmt)` reads a completion back.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .deck import TEMPLATE, render_answer
+from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
+from .parse import ParsedAnswer, Problem, parse_answer
+from .units import UnitError, format_spice, parse_quantity
+
+FORMATS = ("seed", "compact", "chat")
+# Between prompt and completion: TRL glues plain-string prompt and completion with no separator.
+SEPARATOR = "\n"
+
+_NETLIST_TEMPLATE = "\n".join(
+    f"{d.name} {d.model} {d.drain} {d.gate} {d.source} {d.bulk} {d.length_key}=__ {d.width_key}=__" for d in TEMPLATE
+) + "\nC0 net3 net4 C0_value=__\nR0 net4 VOUT R0_value=__"
+
+# The original work's prompt was not published verbatim; this follows its described structure: the task naming
+# every variable and the technology, the two stages, the netlist with placeholders, how to read the netlist,
+# and the performance-metrics line in the original's wording.
+SEED_PROMPT = (
+    "Determine the design parameters R0, C0, L1, L2, L3, L4, L5, W1, W2, W3, W4, W5, VIN and VB1 of the "
+    "two-stage Miller-compensated operational amplifier below, implemented in a TSMC-style 65 nm CMOS technology "
+    "(nch and pch devices), so that it achieves the given performance metrics.\n"
+    "The first stage is a differential amplifier: the PMOS input pair M1 and M2 (length L1, width W1) with gates "
+    "on VINP and VINN, biased by the PMOS tail current source M5 (L2, W2) whose gate is at VB1, and loaded by the "
+    "NMOS current mirror M3 and M4 (L3, W3).\n"
+    "The second stage is a common-source amplifier: the NMOS transistor M6 (L4, W4), driven by the first-stage "
+    "output net3, with the PMOS current-source load M7 (L5, W5) whose gate is also at VB1. The Miller compensation "
+    "capacitor C0 in series with the resistor R0 connects net3 to the output VOUT.\n"
+    "Netlist:\n" + _NETLIST_TEMPLATE + "\n"
+    "In the netlist, each transistor line gives the device name, its type (pch for PMOS, nch for NMOS), its drain, "
+    "gate, source and bulk nodes, then its channel length L and width W; the C0 and R0 lines give their two nodes "
+    "and their values. VINP=VINN=VIN is the input common-mode voltage and VB1 the bias voltage.\n"
+    "Performance Metrics: {metrics}"
+)
+SEED_COMPLETION = "To achieve the given performance metrics, the design parameters are:\n{netlist}\nAnd with biasing " \
+                  "voltages of VINP=VINN=VIN= {vin}, VB1={vb1}."
+CHAT_SYSTEM = ("You size a two-stage Miller op-amp (PMOS input pair M1/M2, NMOS mirror M3/M4, PMOS tail M5, NMOS "
+               "second stage M6, PMOS load M7, R0 in series with C0 from net3 to VOUT). Given target metrics, answer "
+               "with the netlist lines and biases only.")
+# Compact keys, in order; all values in SI with SPICE suffixes.
+COMPACT_METRICS = (("gain", "gain_db", "dB"), ("bw", "bw3db_hz", "Hz"), ("ugb", "ugb_hz", "Hz"), ("pm", "pm_deg", "deg"),
+                   ("gm", "gm_db", "dB"), ("power", "power_w", "W"))
+
+
+def _sig(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}"
+
+
+def seed_metrics_line(m: Metrics) -> str:
+    """`Power=...W, Gain=...dB, 3dB Bandwidth (BW_3dB)=...Hz, ...` as the original prompts write it."""
+    gm = f"{_sig(m.gm_db)}dB" if m.gm_db is not None else "none (the phase never reaches -180 degree)"
+    bw = f"{_sig(m.bw3db_hz)}Hz" if m.bw3db_hz is not None else "none"
+    return (f"Power={_sig(m.power_w)}W, Gain={_sig(m.gain_db)}dB, 3dB Bandwidth (BW_3dB)={bw}, "
+            f"Unity Gain Bandwidth (UGB)={_sig(m.ugb_hz)}Hz, Phase Margin (PM)={_sig(m.pm_deg)}degree, "
+            f"Gain Margin (GM)={gm}")
+
+
+def _short(value: float | None, unit: str) -> str:
+    if value is None:
+        return "none"
+    if unit in ("dB", "deg"):
+        return f"{value:.1f}"
+    return format_spice(float(f"{value:.3g}"))
+
+
+def compact_prompt(m: Metrics) -> str:
+    """`gain=64.1 bw=3.42k ugb=4.52Meg pm=2.7 gm=0.5 power=6.21u`: dB and degrees bare, SI suffixes otherwise."""
+    return " ".join(f"{name}={_short(getattr(m, key), unit)}" for name, key, unit in COMPACT_METRICS)
+
+
+def compact_completion(design: Design) -> str:
+    """`R0=3k C0=1p L1=622n W1=15u ... VIN=605m VB1=932m`: exact SPICE values."""
+    values = design.to_dict()
+    return " ".join(f"{k}={format_spice(values[k])}" for k in DESIGN_KEYS)
+
+
+def seed_completion(design: Design) -> str:
+    answer = render_answer(design)
+    netlist, bias = answer.rsplit("\n", 1)
+    vin, vb1 = re.match(r"VINP=VINN=VIN= (\S+), VB1=(\S+)", bias).groups()
+    return SEED_COMPLETION.format(netlist=netlist, vin=vin, vb1=vb1)
+
+
+def make_pair(design: Design, metrics: Metrics, fmt: str) -> dict:
+    """One training example: {"prompt", "completion"} (seed, compact) or {"messages": [...]} (chat)."""
+    if fmt == "seed":
+        return {"prompt": SEED_PROMPT.format(metrics=seed_metrics_line(metrics)) + SEPARATOR,
+                "completion": seed_completion(design)}
+    if fmt == "compact":
+        return {"prompt": compact_prompt(metrics) + SEPARATOR, "completion": compact_completion(design)}
+    if fmt == "chat":
+        user = "Target metrics: " + seed_metrics_line(metrics)
+        return {"messages": [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": user},
+                             {"role": "assistant", "content": render_answer(design)}]}
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+_COMPACT_ITEM = re.compile(r"([A-Za-z]+\d*)\s*=\s*([^\s,;]+)")
+
+
+def parse_compact(text: str) -> ParsedAnswer:
+    """Read `R0=3k C0=1p L1=622n ...` back: every variable once, SPICE suffixes."""
+    out = ParsedAnswer()
+    for key, raw in _COMPACT_ITEM.findall(text):
+        if key not in DESIGN_KEYS:
+            out.problems.append(Problem(key, f"unknown variable; use {' '.join(DESIGN_KEYS)}"))
+            continue
+        if key in out.values:
+            out.problems.append(Problem(key, "given twice"))
+            continue
+        try:
+            value = parse_quantity(raw, VARIABLE_BY_KEY[key].answer_unit)
+        except UnitError as err:
+            out.problems.append(Problem(key, str(err)))
+            continue
+        if not math.isfinite(value):
+            out.problems.append(Problem(key, f"{raw!r} is not finite"))
+            continue
+        out.values[key] = value
+    missing = [k for k in DESIGN_KEYS if k not in out.values]
+    for key in missing:
+        out.problems.append(Problem(key, "missing"))
+    if not missing:
+        out.design = Design.from_dict(out.values)
+    return out
+
+
+def parse_completion(text: str, fmt: str) -> ParsedAnswer:
+    """Parse a completion of the given format (chat: the assistant's text)."""
+    if fmt == "compact":
+        return parse_compact(text)
+    return parse_answer(text)
+
+
+def completion_text(pair: dict) -> str:
+    """The text a model must produce for this pair."""
+    return pair["messages"][-1]["content"] if "messages" in pair else pair["completion"]
+
+
+def metrics_of(row) -> Metrics:
+    """Metrics of a dataset row (NaN means absent)."""
+    return Metrics(**{k: (None if (row[k] is None or math.isnan(row[k])) else float(row[k]))
+                      for k in ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db", "power_w")})
+
+
+def export_pairs(table, splits, fmt: str, split: str, kind: str = "heldout") -> list[dict]:
+    """Pairs for the working rows of one split (train | validation | test) of a split kind (heldout | random)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if kind not in ("heldout", "random"):
+        raise ValueError(f"unknown split kind {kind!r}; use heldout or random")
+    chosen = set(splits.loc[splits[kind] == split, "index"].tolist())
+    rows = table[table["index"].isin(chosen) & table["working"]]
+    pairs = []
+    for _, row in rows.iterrows():
+        design = Design(**{k: float(row[k]) for k in DESIGN_KEYS})
+        pair = make_pair(design, metrics_of(row), fmt)
+        pair["index"] = int(row["index"])
+        pairs.append(pair)
+    return pairs
+
+
+def pair_token_counts(pairs: list[dict], tokenizer) -> list[int]:
+    """Tokens per pair (prompt + completion, or the chat rendered with the tokenizer's template)."""
+    counts = []
+    for pair in pairs:
+        if "messages" in pair:
+            ids = tokenizer.apply_chat_template(pair["messages"], tokenize=True)
+            counts.append(len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids))
+        else:
+            counts.append(len(tokenizer(pair["prompt"] + pair["completion"])["input_ids"]))
+    return counts
