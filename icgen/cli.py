@@ -346,5 +346,25 @@ def data_export(fmt, split, kind, data_dir, out_file, tokens) -> None:
                    f"max {counts.max()}, total {counts.sum()}", err=True)
 
 
+@data.command("stats")
+@click.option("--data", "data_dir", default="data/ptm65", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Default: DATA/stats.")
+def data_stats(data_dir, out_dir) -> None:
+    """Counts, yield, distributions, correlations: PNG figures and a markdown summary."""
+    from .dataset import load_dataset
+    from .stats import counts, write_report
+
+    folder = Path(data_dir)
+    if not (folder / "designs.parquet").is_file():
+        raise UserError(f"{folder}: no designs.parquet; run icgen data generate --out {folder} first")
+    table = load_dataset(folder)
+    summary = write_report(table, out_dir or folder / "stats", name=folder.name)
+    c = counts(table)
+    click.echo(f"{c['simulated']} simulated, {c['working']} working ({c['working'] / c['simulated']:.1%}), "
+               f"{c['ok_but_unhealthy']} amplifiers with an unhealthy operating point, "
+               f"{c.get('not_amplifier', 0)} not amplifiers, {c.get('failed', 0)} failed")
+    click.echo(f"wrote {summary} and its figures")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
