@@ -248,7 +248,8 @@ def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> 
     except ValueError as err:
         raise UserError(str(err)) from err
     out = Path(out_dir or Path("data") / Path(tech).stem)
-    bar = tqdm(total=n_working, unit="working", desc=f"generate {Path(tech).stem}", dynamic_ncols=True)
+    bar = tqdm(total=n_working, unit="working", desc=f"generate {Path(tech).stem}", dynamic_ncols=True,
+               disable=None)
 
     def progress(simulated: int, working: int, wanted: int) -> None:
         if simulated % 64 and working < wanted:
@@ -364,6 +365,69 @@ def data_stats(data_dir, out_dir) -> None:
                f"{c['ok_but_unhealthy']} amplifiers with an unhealthy operating point, "
                f"{c.get('not_amplifier', 0)} not amplifiers, {c.get('failed', 0)} failed")
     click.echo(f"wrote {summary} and its figures")
+
+
+@data.command("augment")
+@click.option("--data", "data_dir", default="data/ptm65", show_default=True, type=click.Path(file_okay=False))
+@click.option("--around", "around", type=click.Path(dir_okay=False), default=None,
+              help="Designs to sweep around: JSON/JSONL designs, model generations, or an answer-format file.")
+@click.option("--source", type=click.Choice(["user", "model", "sweep"]), default="user", show_default=True,
+              help="What the --around designs are; they are simulated and added with this source (sweep: not added).")
+@click.option("--fill-gaps", is_flag=True, help="Sweep around working designs in sparse cells of the metric space.")
+@click.option("--max-centers", type=int, default=100, show_default=True, help="--fill-gaps: designs to sweep around.")
+@click.option("--n", "n_per_center", type=int, default=32, show_default=True, help="Designs per centre.")
+@click.option("--radius", type=float, default=0.25, show_default=True,
+              help="R0, C0, L, W within x/÷ (1 + radius) of the centre.")
+@click.option("--radius-v", type=float, default=0.05, show_default=True, help="VIN, VB1 within ± this many volts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None)
+def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center, radius, radius_v, seed,
+                 workers) -> None:
+    """Grow the dataset by simulation sweeps (resumable; nothing is added twice)."""
+    from tqdm import tqdm
+
+    from .augment import Radius, augment, read_centers, sparse_centers
+    from .dataset import load_dataset
+
+    folder = Path(data_dir)
+    if not (folder / "designs.parquet").is_file():
+        raise UserError(f"{folder}: no designs.parquet; run icgen data generate --out {folder} first")
+    if bool(around) == bool(fill_gaps):
+        raise UserError("give exactly one of --around FILE or --fill-gaps")
+    if n_per_center < 1:
+        raise UserError("--n must be at least 1")
+    try:
+        sweep_radius = Radius(relative=radius, volts=radius_v)
+        if around:
+            if not Path(around).is_file():
+                raise UserError(f"{around}: no such file")
+            centers, kind = read_centers(around), "around"
+        else:
+            centers, kind, source = sparse_centers(load_dataset(folder), max_centers, seed), "fill-gaps", "sweep"
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    bar = tqdm(total=len(centers) * (n_per_center + 1), unit="sim", desc=f"augment {kind}", dynamic_ncols=True,
+               disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.update(0)
+
+    try:
+        result = augment(folder, centers, source, n_per_center, sweep_radius, seed, kind, workers=workers,
+                         progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("\ninterrupted: finished parts are kept; run the same command to resume", err=True)
+        sys.exit(130)
+    bar.close()
+    b, a = result["coverage_before"], result["coverage_after"]
+    click.echo(f"run {result['run']}: {result['candidates']} new candidates around {len(centers)} design(s); "
+               f"added {result['added_rows']} rows, {result['added_working']} working")
+    click.echo(f"metric-space coverage (gain 10 dB x UGB half-decade x PM 15 deg cells): covered {b['covered_cells']} "
+               f"-> {a['covered_cells']}, sparse (<3 working) {b['sparse_cells']} -> {a['sparse_cells']}, "
+               f"working designs {b['working']} -> {a['working']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

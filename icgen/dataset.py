@@ -130,10 +130,10 @@ def ngspice_version() -> str:
         return "unknown"
 
 
-def _part_files(out: Path) -> list[tuple[int, int, Path]]:
+def _part_files(out: Path, parts_dir: Path | None = None) -> list[tuple[int, int, Path]]:
     """Finished parts as (start, end, path), checked to be contiguous from 0."""
     parts = []
-    for path in sorted((out / PARTS).glob("part-*.parquet")):
+    for path in sorted((parts_dir or out / PARTS).glob("part-*.parquet")):
         start, end = (int(x) for x in path.stem.split("-")[1:3])
         parts.append((start, end, path))
     expected = 0
@@ -197,14 +197,14 @@ def generate(config: GenerateConfig, out: str | Path, workers: int | None = None
                         raise RuntimeError(f"only {working} working designs after {done} simulations; "
                                            f"widen the bounds or lower --n-working")
                     designs = sample_designs(tech, config.seed, done, config.chunk)
-                    rows = []
-                    for offset, result in pool.map(designs, sim_config):
-                        rows.append(result_row(done + offset, result, "sobol"))
-                        working += rows[-1]["working"]
+
+                    def counted(row: dict) -> None:
+                        nonlocal working
+                        working += row["working"]
                         if progress:
-                            progress(done + len(rows), working, config.n_working)
-                    frame = pd.DataFrame(rows).sort_values("index", kind="stable").reset_index(drop=True)
-                    _write_atomic(frame, out / PARTS / f"part-{done:08d}-{done + len(designs):08d}.parquet")
+                            progress(row["index"] + 1, working, config.n_working)
+
+                    simulate_chunk(pool, designs, done, sim_config, "sobol", out / PARTS, counted)
                     done += len(designs)
                     state["wall_s"] += time.time() - started
                     started = time.time()
@@ -212,11 +212,12 @@ def generate(config: GenerateConfig, out: str | Path, workers: int | None = None
     finally:
         state["wall_s"] += time.time() - started
         _write_json_atomic(state, progress_file)
-    table = pd.concat([pd.read_parquet(p) for _, _, p in _part_files(out)], ignore_index=True)
-    # stop exactly at the n-th working design, so the table does not depend on the chunk boundaries' luck
-    working_rows = np.nonzero(table["working"].to_numpy())[0]
-    table = table.iloc[: working_rows[config.n_working - 1] + 1].reset_index(drop=True)
+    base = base_table(out, config.n_working)
+    from .augment import with_augments  # augmented rows, if any, stay in the table
+
+    table = with_augments(base, out)
     _write_atomic(table, out / TABLE)
+    table = base
     counts = table["status"].value_counts().to_dict()
     meta = {
         "what": "icgen simulated dataset of two-stage Miller op-amp designs",
@@ -227,6 +228,7 @@ def generate(config: GenerateConfig, out: str | Path, workers: int | None = None
         "sampler": "scipy.stats.qmc.Sobol(scramble=True, seed=seed); log scale for R0 C0 L W; "
                    "rounded to 3 significant figures, voltages to 1 mV",
         "bounds": {k: list(tech.bounds[k]) for k in DESIGN_KEYS},
+        "n_working": config.n_working,
         "counts": {"simulated": int(len(table)), "ok": int(counts.get("ok", 0)),
                    "not_amplifier": int(counts.get("not_amplifier", 0)), "failed": int(counts.get("failed", 0)),
                    "working": int(table["working"].sum())},
@@ -239,7 +241,36 @@ def generate(config: GenerateConfig, out: str | Path, workers: int | None = None
                          "or off); every other row is kept with its status, reason and flags",
     }
     _write_json_atomic(meta, out / META)
-    return table
+    return load_dataset(out)
+
+
+def simulate_chunk(pool: SimulatorPool, designs: list[Design], start: int, sim_config: SimConfig,
+                   source: str | list[str], parts_dir: Path, on_row: Callable[[dict], None] | None = None,
+                   index_offset: int = 0) -> pd.DataFrame:
+    """Simulate designs start.. as one part and write it atomically (the unit of resumption).
+
+    Row i gets index index_offset + start + i and source `source` (or source[i] for a list).
+    """
+    rows = []
+    for offset, result in pool.map(designs, sim_config):
+        rows.append(result_row(index_offset + start + offset, result,
+                               source if isinstance(source, str) else source[offset]))
+        if on_row:
+            on_row(rows[-1])
+    frame = pd.DataFrame(rows).sort_values("index", kind="stable").reset_index(drop=True)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(frame, parts_dir / f"part-{start:08d}-{start + len(designs):08d}.parquet")
+    return frame
+
+
+def base_table(out: Path, n_working: int) -> pd.DataFrame:
+    """The sampled rows up to and including the n-th working design (independent of chunk boundaries)."""
+    table = pd.concat([pd.read_parquet(p) for _, _, p in _part_files(out)], ignore_index=True)
+    working_rows = np.nonzero(table["working"].to_numpy())[0]
+    if len(working_rows) < n_working:
+        raise RuntimeError(f"{out} holds {len(working_rows)} working designs, fewer than {n_working}; "
+                           f"run icgen data generate again to finish it")
+    return table.iloc[: working_rows[n_working - 1] + 1].reset_index(drop=True)
 
 
 def load_dataset(path: str | Path) -> pd.DataFrame:

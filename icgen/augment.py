@@ -1,0 +1,233 @@
+"""Grow a dataset from simulation sweeps: around given designs, or aimed at sparse regions of the metric space.
+
+    icgen data augment --around model_answers.jsonl --source model --n 64
+    icgen data augment --fill-gaps
+
+Any simulated design is a correct pair for its own metrics, so swept rows join the table with provenance
+(`source`: sweep | model | user). Each augmentation is a run under DATA/augment/RUN/ with its candidate list
+written first and its results in atomic parts: killed, it resumes; repeated, it adds nothing twice.
+
+Coverage of the metric space is counted on a fixed grid of cells: gain in 10 dB steps (0..100 dB), UGB in
+half decades (100 Hz..10 GHz) and phase margin in 15 degree steps (0..180 degrees); a cell is covered when at
+least one working design lands in it, and sparse when it holds fewer than SPARSE_BELOW of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.stats import qmc
+
+from .dataset import (TABLE, _part_files, _write_atomic, _write_json_atomic, base_table, load_dataset, quantize,
+                      simulate_chunk)
+from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from .simulate import SimConfig, SimulatorPool
+from .splits import SPLITS
+from .tech import Technology, load_technology
+
+AUGMENT = "augment"
+RUNS = "runs.json"
+INDEX_BASE = 1_000_000_000  # augmented rows are numbered apart from the sampled ones
+INDEX_PER_RUN = 1_000_000
+SPARSE_BELOW = 3
+GAIN_EDGES_DB = np.arange(0, 101, 10)
+UGB_EDGES_LOG10 = np.arange(2, 10.01, 0.5)
+PM_EDGES_DEG = np.arange(0, 181, 15)
+
+
+@dataclass(frozen=True)
+class Radius:
+    """How far a local sweep reaches: R0, C0, L, W within ×/÷ (1 + relative); voltages within ± volts."""
+
+    relative: float = 0.25
+    """Multiplicative half-width for R0, C0, L and W (0.25: from centre/1.25 to centre*1.25)."""
+    volts: float = 0.05
+    """Additive half-width for VIN and VB1."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.relative <= 10):
+            raise ValueError("--radius must be in (0, 10]")
+        if not (0 < self.volts <= 1):
+            raise ValueError("--radius-v must be in (0, 1] volt")
+
+
+def local_sweep(center: Design, tech: Technology, n: int, seed: int, radius: Radius) -> list[Design]:
+    """n designs spread (scrambled Sobol) over the box of `radius` around `center`, rounded and inside bounds."""
+    sobol = qmc.Sobol(d=len(DESIGN_KEYS), scramble=True, seed=seed)
+    unit = sobol.random(n) * 2 - 1
+    values = center.to_dict()
+    designs = []
+    for row in unit:
+        out = {}
+        for j, key in enumerate(DESIGN_KEYS):
+            if VARIABLE_BY_KEY[key].log_scale:
+                raw = values[key] * math.exp(row[j] * math.log1p(radius.relative))
+            else:
+                raw = values[key] + row[j] * radius.volts
+            low, high = tech.bounds[key]
+            out[key] = min(max(quantize(key, raw), low), high)
+        designs.append(Design(**out))
+    return designs
+
+
+def coverage_cells(table: pd.DataFrame) -> pd.Series:
+    """Working designs per covered cell of the (gain, log10 UGB, PM) grid."""
+    work = table[table["working"]]
+    g = np.digitize(work["gain_db"], GAIN_EDGES_DB)
+    u = np.digitize(np.log10(work["ugb_hz"]), UGB_EDGES_LOG10)
+    p = np.digitize(work["pm_deg"], PM_EDGES_DEG)
+    return pd.Series(list(zip(g, u, p))).value_counts()
+
+
+def coverage(table: pd.DataFrame) -> dict[str, int]:
+    """Covered cells and sparse cells (fewer than SPARSE_BELOW working designs) of the metric grid."""
+    cells = coverage_cells(table)
+    return {"covered_cells": int(len(cells)), "sparse_cells": int((cells < SPARSE_BELOW).sum()),
+            "grid_cells": int((len(GAIN_EDGES_DB) + 1) * (len(UGB_EDGES_LOG10) + 1) * (len(PM_EDGES_DEG) + 1)),
+            "working": int(table["working"].sum())}
+
+
+def sparse_centers(table: pd.DataFrame, max_centers: int, seed: int) -> list[Design]:
+    """Working designs that sit in sparse cells: the starting points of gap-filling sweeps."""
+    work = table[table["working"]].reset_index(drop=True)
+    keys = list(zip(np.digitize(work["gain_db"], GAIN_EDGES_DB),
+                    np.digitize(np.log10(work["ugb_hz"]), UGB_EDGES_LOG10),
+                    np.digitize(work["pm_deg"], PM_EDGES_DEG)))
+    cells = pd.Series(keys).value_counts()
+    sparse = [i for i, k in enumerate(keys) if cells[k] < SPARSE_BELOW]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(sparse)[:max_centers].tolist())
+    return [Design(**{k: float(work.loc[i, k]) for k in DESIGN_KEYS}) for i in chosen]
+
+
+def read_centers(path: str | Path) -> list[Design]:
+    """Designs to sweep around: JSON (a design, {"design": ...}, or a list), JSONL, or an answer-format text."""
+    from .pairs import parse_compact
+    from .parse import parse_answer, parse_design_json
+
+    text = Path(path).read_text()
+    stripped = text.strip()
+    items: list = []
+    if stripped.startswith("["):
+        items = json.loads(stripped)
+    elif stripped.startswith("{"):
+        try:
+            items = [json.loads(stripped)]
+        except json.JSONDecodeError:
+            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
+    designs = []
+    for item in items:
+        if isinstance(item, dict) and "completion" in item:  # a model's pair or generation
+            parsed = parse_compact(item["completion"]) if "M1" not in item["completion"] else parse_answer(item["completion"])
+        else:
+            parsed = parse_design_json(item)
+        if parsed.design is None:
+            raise ValueError(f"{path}: a design could not be read: {'; '.join(map(str, parsed.problems[:2]))}")
+        designs.append(parsed.design)
+    if not items:
+        parsed = parse_answer(text)
+        if parsed.design is None:
+            raise ValueError(f"{path}: not JSON and not an answer in the original format: "
+                             f"{'; '.join(map(str, parsed.problems[:2]))}")
+        designs.append(parsed.design)
+    return designs
+
+
+def _runs(out: Path) -> list[dict]:
+    path = out / AUGMENT / RUNS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def with_augments(base: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """The base table plus every finished augmentation part, in run order, without duplicate designs."""
+    frames = [base]
+    for run in _runs(out):
+        parts_dir = out / AUGMENT / run["id"] / "parts"
+        frames += [pd.read_parquet(p) for _, _, p in _part_files(out, parts_dir)]
+    table = pd.concat(frames, ignore_index=True)
+    return table.drop_duplicates(subset=list(DESIGN_KEYS), keep="first").reset_index(drop=True)
+
+
+def augment(out: str | Path, centers: list[Design], center_source: str, n_per_center: int, radius: Radius,
+            seed: int, kind: str, workers: int | None = None, chunk: int = 256,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Sweep around `centers`, simulate what is new, append to the dataset; returns counts and coverage."""
+    out = Path(out)
+    meta = json.loads((out / "meta.json").read_text())
+    descriptor = meta["technology"].get("descriptor")
+    tech = load_technology(descriptor if descriptor and Path(descriptor).is_file() else meta["technology"]["name"])
+    n_working = int(meta["n_working"])
+    before_table = load_dataset(out)
+    before = coverage(before_table)
+    args = {"kind": kind, "source": center_source, "n_per_center": n_per_center, "radius": asdict(radius),
+            "seed": seed, "centers": [c.to_dict() for c in centers]}
+    run_id = f"{kind}-{hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:10]}"
+    runs = _runs(out)
+    run_dir = out / AUGMENT / run_id
+    if run_id not in [r["id"] for r in runs]:
+        # the candidate list is fixed once, before any simulation: resuming re-reads it
+        existing = {tuple(row) for row in before_table[list(DESIGN_KEYS)].itertuples(index=False)}
+        candidates: list[tuple[Design, str]] = []
+        seen = set(existing)
+        for i, center in enumerate(centers):
+            batch = [(center, center_source)] if center_source in ("model", "user") else []
+            batch += [(d, "sweep") for d in local_sweep(center, tech, n_per_center, seed + i, radius)]
+            for design, source in batch:
+                key = tuple(design.to_dict().values())
+                if key not in seen:
+                    seen.add(key)
+                    candidates.append((design, source))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame([{**d.to_dict(), "source": s} for d, s in candidates],
+                             columns=list(DESIGN_KEYS) + ["source"])
+        _write_atomic(frame, run_dir / "candidates.parquet")
+        runs.append({"id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **args,
+                     "centers": len(centers)})
+        _write_json_atomic(runs, out / AUGMENT / RUNS)
+    ordinal = [r["id"] for r in runs].index(run_id)
+    candidates_frame = pd.read_parquet(run_dir / "candidates.parquet")
+    parts = _part_files(out, run_dir / "parts")
+    done = parts[-1][1] if parts else 0
+    total = len(candidates_frame)
+    sim_config = SimConfig(tech=tech, testbench=meta["testbench"])
+    if done < total:
+        with SimulatorPool(workers=workers) as pool:
+            while done < total:
+                block = candidates_frame.iloc[done:done + chunk]
+                designs = [Design(**{k: float(r[k]) for k in DESIGN_KEYS}) for _, r in block.iterrows()]
+                index_offset = INDEX_BASE + ordinal * INDEX_PER_RUN
+                simulate_chunk(pool, designs, done, sim_config, block["source"].tolist(), run_dir / "parts",
+                               (lambda row: progress(row["index"] - index_offset + 1, total)) if progress else None,
+                               index_offset=index_offset)
+                done += len(designs)
+    table = with_augments(base_table(out, n_working), out)
+    _write_atomic(table, out / TABLE)
+    _extend_splits(out, table)
+    after = coverage(table)
+    added = table[table["index"] >= INDEX_BASE + ordinal * INDEX_PER_RUN]
+    added = added[added["index"] < INDEX_BASE + (ordinal + 1) * INDEX_PER_RUN]
+    result = {"run": run_id, "candidates": total, "added_rows": int(len(added)),
+              "added_working": int(added["working"].sum()), "coverage_before": before, "coverage_after": after}
+    _write_json_atomic(result, run_dir / "result.json")
+    return result
+
+
+def _extend_splits(out: Path, table: pd.DataFrame) -> None:
+    """Augmented working rows join the training split of both split kinds; existing rows never change."""
+    path = out / SPLITS
+    if not path.is_file():
+        return
+    splits = pd.read_parquet(path)
+    new = table[~table["index"].isin(splits["index"])]
+    if new.empty:
+        return
+    label = np.where(new["working"].to_numpy(), "train", "")
+    extra = pd.DataFrame({"index": new["index"].to_numpy(), "random": label, "heldout": label, "cluster": -1})
+    _write_atomic(pd.concat([splits, extra], ignore_index=True), path)
