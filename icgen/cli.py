@@ -478,5 +478,46 @@ def train_command(config_path, overrides, quant, resume) -> None:
                f"(untuned base) -> {metrics['best_validation_loss']:.4f}; {metrics['wall_s'] / 60:.1f} min")
 
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "smollm2-135m-cpu"
+
+
+@main.command("merge")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=str(DEFAULT_MODEL_DIR),
+              show_default=True, help="A run folder written by icgen train.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where to write the merged model.")
+def merge_command(model_dir, out_dir) -> None:
+    """Write a merged model: the dequantised base with the LoRA adapter folded into its weights."""
+    from .model import merge_run
+
+    try:
+        out = merge_run(model_dir, out_dir)
+    except ModelError as err:
+        raise UserError(str(err)) from err
+    click.echo(f"wrote merged model to {out}")
+
+
+@main.group("model")
+def model_group() -> None:
+    """Trained models."""
+
+
+@model_group.command("info")
+@click.argument("model_dir", required=False, type=click.Path(file_okay=False), default=str(DEFAULT_MODEL_DIR))
+@click.option("--json", "as_json", is_flag=True)
+def model_info_command(model_dir, as_json) -> None:
+    """Base, adapter path, pair format and validation loss of a trained model (default: the embedded one)."""
+    from .model import model_info
+
+    try:
+        info = model_info(model_dir)
+    except ModelError as err:
+        raise UserError(str(err)) from err
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:<22} {value}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -64,3 +64,67 @@ def load_tokenizer(base: str | BaseModel = DEFAULT_BASE):
         raise ModelError("transformers is not installed; run scripts/setup.sh") from err
     kwargs = {"gguf_file": model.gguf_file} if model.gguf_file else {}
     return AutoTokenizer.from_pretrained(model.path, **kwargs)
+
+
+def run_config(run_dir: str | Path) -> dict:
+    """The resolved training config saved beside an adapter (run folder or its adapter/ subfolder)."""
+    import yaml
+
+    run = Path(run_dir)
+    if run.name == "adapter":
+        run = run.parent
+    path = run / "config.yaml"
+    if not path.is_file() or not (run / "adapter" / "adapter_config.json").is_file():
+        raise ModelError(f"{run_dir} is not an icgen model folder (needs config.yaml and adapter/); "
+                         f"train one with icgen train")
+    return yaml.safe_load(path.read_text())
+
+
+def load_finetuned(run_dir: str | Path, dtype=None):
+    """Base model + LoRA adapter of a run, and its tokenizer, ready for generation (eval mode)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .train import base_folder
+
+    run = Path(run_dir).parent if Path(run_dir).name == "adapter" else Path(run_dir)
+    config = run_config(run)
+    folder = base_folder(config["base"])
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
+    model = PeftModel.from_pretrained(base, str(run / "adapter"))
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "adapter"))
+    model.eval()
+    return model, tokenizer
+
+
+def merge_run(run_dir: str | Path, out: str | Path) -> Path:
+    """Write a merged model (dequantised base weights + LoRA deltas folded in) with its tokenizer."""
+    model, tokenizer = load_finetuned(run_dir)
+    merged = model.merge_and_unload()
+    out = Path(out)
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "icgen_merged_from.json").write_text(json_dumps({"run": str(Path(run_dir).resolve()),
+                                                            "base": run_config(run_dir)["base"]}))
+    return out
+
+
+def model_info(run_dir: str | Path) -> dict:
+    """Base, adapter path, pair format and validation losses of a trained run."""
+    import json
+
+    run = Path(run_dir).parent if Path(run_dir).name == "adapter" else Path(run_dir)
+    config = run_config(run)
+    metrics_path = run / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return {"run": str(run.resolve()), "base": config["base"], "adapter": str((run / "adapter").resolve()),
+            "format": config["format"], "validation_loss": metrics.get("best_validation_loss"),
+            "base_validation_loss": metrics.get("base_validation_loss"), "steps": metrics.get("steps"),
+            "train_pairs": metrics.get("train_pairs"), "hardware": metrics.get("hardware")}
+
+
+def json_dumps(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
