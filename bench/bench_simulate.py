@@ -21,28 +21,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from icgen import __version__  # noqa: E402
 from icgen.deck import render_circuit  # noqa: E402
-from icgen.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design  # noqa: E402
+from icgen.dataset import random_designs  # noqa: E402
 from icgen.simulate import SimConfig, SimulatorPool, _control_block, make_backend, simulate_with  # noqa: E402
 from icgen.tech import load_technology  # noqa: E402
-
-
-def random_designs(tech, n: int, seed: int) -> list[Design]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        values = {}
-        for key in DESIGN_KEYS:
-            low, high = tech.bounds[key]
-            log = VARIABLE_BY_KEY[key].log_scale
-            values[key] = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if log else float(rng.uniform(low, high))
-        out.append(Design(**values))
-    return out
 
 
 def _bare_batch(deck: str) -> float:

@@ -89,6 +89,20 @@ def sample_designs(tech: Technology, seed: int, start: int, count: int) -> list[
     return designs
 
 
+def random_designs(tech: Technology, n: int, seed: int = 0) -> list[Design]:
+    """n independent log-uniform (uniform for voltages) random designs, unrounded: for tests and benchmarks."""
+    rng = np.random.default_rng(seed)
+    designs = []
+    for _ in range(n):
+        values = {}
+        for key in DESIGN_KEYS:
+            low, high = tech.bounds[key]
+            log = VARIABLE_BY_KEY[key].log_scale
+            values[key] = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if log else float(rng.uniform(low, high))
+        designs.append(Design(**values))
+    return designs
+
+
 def result_row(index: int, result: SimResult, source: str) -> dict:
     """One table row: design, metrics (NaN when absent), status, reason, health summary and per-device regions."""
     row: dict = {"index": index}

@@ -14,13 +14,13 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .model import DEFAULT_BASE, BaseModel, ModelError, resolve_base
+from .model import DEFAULT_BASE, BaseModel, resolve_base
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FORMATS = ("compact", "seed")
@@ -443,7 +443,7 @@ def write_model_card(out: Path, config: TrainConfig, metrics: dict, records: lis
     evals = [r for r in records if "eval_loss" in r]
     lines = [
         f"# {config.name}", "",
-        f"LoRA adapter trained by `icgen train` for sizing the two-stage Miller op-amp (spec -> sizing).", "",
+        "LoRA adapter trained by `icgen train` for sizing the two-stage Miller op-amp (spec -> sizing).", "",
         "| what | value |", "|---|---|",
         f"| base model | {config.base} |",
         f"| data | {config.data}, {config.split_kind} split, format {config.format} |",

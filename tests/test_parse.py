@@ -1,10 +1,10 @@
 import math
 
-import numpy as np
 import pytest
 
 from icgen.deck import render_answer, render_circuit
-from icgen.design import DESIGN_KEYS, EXAMPLE_DESIGN, VARIABLE_BY_KEY, Design
+from icgen.dataset import random_designs
+from icgen.design import EXAMPLE_DESIGN
 from icgen.parse import parse_answer, parse_design_json
 from icgen.validate import validate_text
 
@@ -18,19 +18,6 @@ M7 pch VOUT VB1 VDD VDD L5=220.0nm W5=24.0um
 C0 net3 net4 C0_value=1.0pF
 R0 net4 VOUT R0_value=3.0KOhm
 VINP=VINN=VIN= 605.0mV, VB1=932.0mV"""
-
-
-def random_designs(tech, n, seed=0):
-    rng = np.random.default_rng(seed)
-    for _ in range(n):
-        values = {}
-        for key in DESIGN_KEYS:
-            low, high = tech.bounds[key]
-            if VARIABLE_BY_KEY[key].log_scale:
-                values[key] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-            else:
-                values[key] = float(rng.uniform(low, high))
-        yield Design(**values)
 
 
 def test_example_renders_exactly_in_the_original_format():

@@ -6,7 +6,7 @@ from icgen.design import EXAMPLE_DESIGN, Design
 from icgen.measure import hand_estimate
 from icgen.simulate import SimConfig, SimulatorPool, make_backend, simulate, simulate_with
 
-from .test_parse import random_designs
+from icgen.dataset import random_designs
 
 pytestmark = pytest.mark.ngspice
 
