@@ -1,0 +1,147 @@
+"""Specs a designer asks for, and how far a simulated design is from meeting them.
+
+Gain, UGB, PM, GM and BW3dB are lower bounds; power is an upper bound. `score(result, specs)` is a normalised
+shortfall: 0 when every spec holds, growing with how much is missing (6 dB of gain or GM, 10 degrees of PM, a
+decade of frequency or power each count 1). Only an `ok` result with a healthy operating point can meet specs.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+
+from .design import Metrics
+from .units import UnitError, parse_quantity
+
+# What one unit of shortfall is, per spec: a designer's sense of "equally far off".
+SHORTFALL_SCALE = {"gain_db": 6.0, "pm_deg": 10.0, "gm_db": 6.0}
+UNHEALTHY_PENALTY = 1.0
+NOT_WORKING_PENALTY = 10.0
+
+
+class SpecError(ValueError):
+    """A spec that is malformed, impossible or contradictory."""
+
+
+@dataclass(frozen=True)
+class Specs:
+    """Targets: lower bounds on gain_db, ugb_hz, pm_deg, gm_db, bw3db_hz; an upper bound on power_w."""
+
+    gain_db: float | None = None
+    ugb_hz: float | None = None
+    pm_deg: float | None = None
+    gm_db: float | None = None
+    bw3db_hz: float | None = None
+    power_w: float | None = None
+
+    def __post_init__(self) -> None:
+        if all(getattr(self, f.name) is None for f in fields(self)):
+            raise SpecError("give at least one spec, e.g. --gain 38dB --pm 52")
+        checks = [
+            ("gain_db", lambda v: -20 < v < 200, "--gain: {v:g} dB is not a reachable DC gain; use 0 to 200 dB"),
+            ("pm_deg", lambda v: 0 < v < 180, "--pm: {v:g} degrees is not a phase margin; use 0 to 180"),
+            ("gm_db", lambda v: 0 <= v < 200, "--gm: {v:g} dB is not a gain margin; use 0 to 200 dB"),
+            ("ugb_hz", lambda v: 0 < v < 1e12, "--ugb: {v:g} Hz is not a unity-gain bandwidth; use e.g. 10MHz"),
+            ("bw3db_hz", lambda v: 0 < v < 1e12, "--bw: {v:g} Hz is not a 3 dB bandwidth; use e.g. 100kHz"),
+            ("power_w", lambda v: 0 < v < 10, "--power: {v:g} W is not a power budget; use e.g. 50uW"),
+        ]
+        for key, ok, message in checks:
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise SpecError(message.format(v=value))
+        if self.ugb_hz is not None and self.bw3db_hz is not None and self.bw3db_hz >= self.ugb_hz:
+            raise SpecError(f"--bw {self.bw3db_hz:g} Hz is not below --ugb {self.ugb_hz:g} Hz: an amplifier's 3 dB "
+                            f"bandwidth lies below its unity-gain bandwidth")
+        if (self.gain_db is not None and self.ugb_hz is not None and self.bw3db_hz is not None
+                and self.ugb_hz < self.bw3db_hz * 10 ** ((self.gain_db - 3) / 20) / 100):
+            raise SpecError("--gain, --bw and --ugb contradict each other: gain x bandwidth is far above the UGB")
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in self.to_dict().items() if v is not None}
+
+
+_DB = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(dB|db|DB)?\s*$")
+_DEG = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(deg|degree|degrees|°)?\s*$")
+
+
+def parse_spec(option: str, text: str) -> float:
+    """A spec value with optional, checked units: --gain 38dB | 38; --pm 52deg | 52; --ugb 10MHz | 10e6; --power 50uW."""
+    option = option.lstrip("-")
+    if option in ("gain", "gm"):
+        match = _DB.match(text)
+        if not match:
+            raise SpecError(f"--{option}: {text!r} is not a gain in dB; use 38dB or 38")
+        return float(match.group(1))
+    if option == "pm":
+        match = _DEG.match(text)
+        if not match:
+            raise SpecError(f"--pm: {text!r} is not a phase in degrees; use 52deg or 52")
+        return float(match.group(1))
+    unit = {"ugb": "Hz", "bw": "Hz", "power": "W"}[option]
+    try:
+        return parse_quantity(text, unit)
+    except UnitError as err:
+        example = "10MHz or 10e6" if unit == "Hz" else "50uW or 50e-6"
+        raise SpecError(f"--{option}: {text!r} is not a {'frequency' if unit == 'Hz' else 'power'}; use {example}") \
+            from err
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    """One spec against what was achieved: margin > 0 means met (dB, degrees, or decades for Hz and W)."""
+
+    key: str
+    target: float
+    achieved: float | None
+    margin: float | None
+    met: bool
+
+
+def check_specs(metrics: Metrics | None, specs: Specs) -> list[SpecCheck]:
+    """Per-spec margins. A missing GM means the phase never reaches -180 degrees: an infinite gain margin."""
+    checks = []
+    for key, target in specs.given().items():
+        achieved = getattr(metrics, key) if metrics else None
+        if key == "gm_db" and metrics is not None and achieved is None and metrics.ugb_hz is not None:
+            checks.append(SpecCheck(key, target, None, math.inf, True))
+            continue
+        if achieved is None:
+            checks.append(SpecCheck(key, target, None, None, False))
+            continue
+        if key in ("ugb_hz", "bw3db_hz"):
+            margin = math.log10(achieved / target)
+        elif key == "power_w":
+            margin = math.log10(target / achieved)
+        else:
+            margin = achieved - target
+        checks.append(SpecCheck(key, target, achieved, margin, margin >= 0))
+    return checks
+
+
+def shortfall(metrics: Metrics | None, specs: Specs, status: str = "ok", healthy: bool = True) -> float:
+    """0 when every spec holds on a healthy working amplifier; otherwise the summed normalised shortfall."""
+    total = 0.0
+    for check in check_specs(metrics, specs):
+        if check.met:
+            continue
+        if check.margin is None:
+            total += 1.0
+        else:
+            total += -check.margin / SHORTFALL_SCALE.get(check.key, 1.0)
+    if status != "ok":
+        total += NOT_WORKING_PENALTY
+    elif not healthy:
+        total += UNHEALTHY_PENALTY
+    return total
+
+
+def rank_key(metrics: Metrics | None, specs: Specs, status: str, healthy: bool) -> tuple[float, float, float]:
+    """Sort key, best first: shortfall, then the smallest normalised margin (larger is better), then power."""
+    short = shortfall(metrics, specs, status, healthy)
+    margins = [c.margin / SHORTFALL_SCALE.get(c.key, 1.0) for c in check_specs(metrics, specs) if c.margin is not None]
+    worst_margin = min(margins) if margins else -math.inf
+    power = metrics.power_w if metrics and metrics.power_w else math.inf
+    return short, -worst_margin, power
