@@ -432,6 +432,8 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
 
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "smollm2-135m-cpu"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 
 
 def _with_jemalloc() -> None:
@@ -478,7 +480,6 @@ def train_command(config_path, overrides, quant, resume) -> None:
                f"(untuned base) -> {metrics['best_validation_loss']:.4f}; {metrics['wall_s'] / 60:.1f} min")
 
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "smollm2-135m-cpu"
 
 
 @main.command("merge")
@@ -517,6 +518,97 @@ def model_info_command(model_dir, as_json) -> None:
     else:
         for key, value in info.items():
             click.echo(f"{key:<22} {value}")
+
+
+@main.command("size")
+@click.option("--gain", default=None, help="DC gain lower bound: 38dB or 38.")
+@click.option("--ugb", default=None, help="Unity-gain bandwidth lower bound: 10MHz or 10e6.")
+@click.option("--pm", default=None, help="Phase margin lower bound: 52deg or 52.")
+@click.option("--gm", default=None, help="Gain margin lower bound: 10dB or 10.")
+@click.option("--bw", default=None, help="3 dB bandwidth lower bound: 100kHz or 1e5.")
+@click.option("--power", default=None, help="Power upper bound: 50uW or 50e-6.")
+@click.option("--tech", "tech", default="ptm65", show_default=True)
+@click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
+              help="A run folder from icgen train; 'none' for retrieval and local search only.")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True,
+              help="Dataset whose training split is searched for similar designs.")
+@click.option("--samples", type=int, default=6, show_default=True, help="Model candidates per batched generate.")
+@click.option("--budget", type=int, default=20, show_default=True, help="Most simulations to spend.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
+def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, samples, budget, seed, as_json,
+                 plot_path) -> None:
+    """Size the op-amp for the given specs; every reported design is verified by simulation."""
+    import time as _time
+
+    from .score import SpecError, Specs, parse_spec
+    from .size import SizeConfig, size, spec_table
+
+    started = _time.perf_counter()
+    try:
+        raw = {"gain_db": ("gain", gain), "ugb_hz": ("ugb", ugb), "pm_deg": ("pm", pm), "gm_db": ("gm", gm),
+               "bw3db_hz": ("bw", bw), "power_w": ("power", power)}
+        specs = Specs(**{k: parse_spec(opt, v) for k, (opt, v) in raw.items() if v is not None})
+        config = SizeConfig(samples=samples, budget=budget, seed=seed)
+    except (SpecError, ValueError) as err:
+        raise UserError(str(err).splitlines()[0]) from err
+    technology = _tech(tech, None)
+    table = None
+    if data_dir and (Path(data_dir) / "designs.parquet").is_file() and (Path(data_dir) / "splits.parquet").is_file():
+        import pandas as pd
+
+        from .dataset import load_dataset
+
+        data = load_dataset(data_dir)
+        splits = pd.read_parquet(Path(data_dir) / "splits.parquet")
+        train_index = set(splits.loc[splits["heldout"] == "train", "index"])
+        table = data[data["index"].isin(train_index)]
+    model = tokenizer = None
+    fmt = "compact"
+    if model_dir and model_dir != "none":
+        from .model import load_finetuned, run_config
+
+        try:
+            fmt = run_config(model_dir)["format"]
+            model, tokenizer = load_finetuned(model_dir)
+        except ModelError as err:
+            raise UserError(f"--model: {err}; or pass --model none") from err
+    from .simulate import SimulatorPool
+
+    with SimulatorPool() as pool:
+        result = size(specs, technology, config, pool, table=table, model=model, tokenizer=tokenizer, fmt=fmt)
+    seconds = _time.perf_counter() - started
+    best = result.best
+    if best is None:
+        raise UserError("no candidate could be simulated; raise --budget")
+    if plot_path and best.result.frequency_hz is not None:
+        from .plot import plot_bode
+
+        plot_bode(best.result, plot_path, title="icgen size: best design")
+    answer = render_answer(best.result.design)
+    if as_json:
+        click.echo(json.dumps({"design": best.result.design.to_dict(),
+                               "metrics": best.result.metrics.to_dict() if best.result.metrics else None,
+                               "specs": specs.to_dict(), "met": result.met, "simulations": result.simulations,
+                               "seconds": seconds, "answer": answer, "source": best.source,
+                               "health": best.result.health.to_dict() if best.result.health else None}, indent=2))
+        return
+    click.echo(answer + "\n")
+    click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
+    for row in spec_table(result):
+        unit = METRIC_UNITS[row["spec"]]
+        margin = "—" if row["margin"] is None else (f"{row['margin']:+.2f} dec" if unit in ("Hz", "W")
+                                                    else f"{row['margin']:+.1f}")
+        bound = "≤" if row["spec"] == "power_w" else "≥"
+        click.echo(f"{METRIC_LABELS[row['spec']]:<22} {bound + format_si(row['target'], unit):>12} "
+                   f"{format_si(row['achieved'], unit):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
+    click.echo("\n" + _health_table(best.result.health))
+    verdict = "meets every spec" if result.met else "does NOT meet the specs (closest design found; see NO rows)"
+    click.echo(f"\n{verdict}; found by {best.source} after {result.simulations} simulations in {seconds:.1f} s "
+               f"({result.invalid_model_answers} of {len(result.model_texts)} model answers unusable)")
+    if plot_path:
+        click.echo(f"Bode plot: {plot_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

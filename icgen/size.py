@@ -1,0 +1,187 @@
+"""`icgen size`: propose sizings for target specs, verify each by simulation, refine until the specs are met.
+
+    result = size(Specs(gain_db=38, pm_deg=52), SizeConfig(), model=(model, tokenizer), table=training_rows)
+
+The loop: retrieve the training designs that best meet the specs; ask the model for `samples` candidates in one
+batched generate, prompted with a full spec (the user's targets, the rest from the closest training design);
+parse and range-check each; simulate in parallel; score. While nothing meets the specs and budget remains,
+sweep locally around the best designs with a shrinking radius. Only a healthy working amplifier can meet specs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .augment import Radius, local_sweep
+from .design import DESIGN_KEYS, METRIC_KEYS, Design, Metrics
+from .pairs import compact_prompt, make_pair
+from .score import Specs, check_specs, rank_key, shortfall
+from .simulate import SimConfig, SimResult, SimulatorPool
+from .tech import Technology
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """How hard to look: model samples, simulation budget, retrieval and local search."""
+
+    samples: int = 6
+    """Model candidates per batched generate."""
+    budget: int = 20
+    """Most simulations to spend."""
+    temperature: float = 0.7
+    """Sampling temperature for the model (the first candidate is always greedy)."""
+    retrieve: int = 2
+    """Training designs that best meet the specs, simulated as extra candidates first."""
+    local_batch: int = 4
+    """Designs per round of local search."""
+    radius: float = 0.2
+    """First local-search radius (relative, for R0 C0 L W); it shrinks each round."""
+    radius_v: float = 0.04
+    """First local-search radius for VIN and VB1, volts."""
+    seed: int = 0
+    """Seed for sampling and local search."""
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ValueError("--budget must be at least 1 simulation")
+        if self.samples < 0 or self.retrieve < 0:
+            raise ValueError("--samples and retrieval counts cannot be negative")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A simulated candidate: where it came from and how it scored."""
+
+    source: str  # model | retrieval | local
+    result: SimResult
+    shortfall: float
+
+
+@dataclass
+class SizeResult:
+    """The best design found, whether it meets the specs, and what it cost."""
+
+    specs: Specs
+    best: Candidate | None
+    candidates: list[Candidate] = field(default_factory=list)
+    simulations: int = 0
+    seconds: float = 0.0
+    model_texts: list[str] = field(default_factory=list)
+    invalid_model_answers: int = 0
+
+    @property
+    def met(self) -> bool:
+        return self.best is not None and self.best.shortfall == 0.0
+
+
+def prompt_metrics(specs: Specs, reference: Metrics | None) -> Metrics:
+    """A full metric set for the prompt: the user's targets with a little headroom, the rest from a reference."""
+    base = reference.to_dict() if reference else {"gain_db": 50.0, "bw3db_hz": 3e3, "ugb_hz": 1e6, "pm_deg": 60.0,
+                                                  "gm_db": 12.0, "power_w": 1e-5}
+    headroom = {"gain_db": lambda v: v + 2, "pm_deg": lambda v: min(v + 5, 175), "gm_db": lambda v: v + 2,
+                "ugb_hz": lambda v: v * 1.25, "bw3db_hz": lambda v: v * 1.25, "power_w": lambda v: v * 0.8}
+    values = dict(base)
+    for key, target in specs.given().items():
+        values[key] = headroom[key](target)
+    return Metrics(**values)
+
+
+def rank_rows(table: pd.DataFrame, specs: Specs) -> pd.DataFrame:
+    """Working rows ordered by how well their recorded metrics meet the specs (best first)."""
+    work = table[table["working"]]
+    keys = []
+    for _, row in work.iterrows():
+        m = Metrics(**{k: (None if pd.isna(row[k]) else float(row[k])) for k in METRIC_KEYS})
+        keys.append(rank_key(m, specs, "ok", True))
+    order = sorted(range(len(work)), key=lambda i: keys[i])
+    return work.iloc[order]
+
+
+def _design(row) -> Design:
+    return Design(**{k: float(row[k]) for k in DESIGN_KEYS})
+
+
+def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool, table: pd.DataFrame | None = None,
+         model=None, tokenizer=None, fmt: str = "compact", testbench: str = "feedback") -> SizeResult:
+    """Search for a design meeting `specs` within `config.budget` simulations; see the module docstring."""
+    start = time.perf_counter()
+    out = SizeResult(specs=specs, best=None)
+    sim_config = SimConfig(tech=tech, testbench=testbench)
+    seen: set[tuple] = set()
+
+    def run(designs: list[Design], source: str) -> None:
+        fresh = []
+        for d in designs:
+            key = tuple(d.to_dict().values())
+            if key not in seen and not tech.out_of_bounds(d):
+                seen.add(key)
+                fresh.append(d)
+        fresh = fresh[: max(0, config.budget - out.simulations)]
+        for _, result in pool.map(fresh, sim_config):
+            healthy = bool(result.health and result.health.healthy)
+            cand = Candidate(source, result, shortfall(result.metrics, specs, result.status, healthy))
+            out.candidates.append(cand)
+        out.simulations += len(fresh)
+        ranked = sorted(out.candidates, key=lambda c: rank_key(c.result.metrics, specs, c.result.status,
+                                                                bool(c.result.health and c.result.health.healthy)))
+        out.best = ranked[0] if ranked else None
+
+    ranked_rows = rank_rows(table, specs) if table is not None and len(table) else None
+    reference = None
+    if ranked_rows is not None and len(ranked_rows):
+        top = ranked_rows.iloc[0]
+        reference = Metrics(**{k: (None if pd.isna(top[k]) else float(top[k])) for k in METRIC_KEYS})
+    first: list[tuple[Design, str]] = []
+    if ranked_rows is not None:
+        first += [(_design(row), "retrieval") for _, row in ranked_rows.head(config.retrieve).iterrows()]
+    if model is not None and config.samples > 0:
+        from .generate import generate
+
+        metrics = prompt_metrics(specs, reference)
+        prompt = make_pair(Design(**{k: 1.0 for k in DESIGN_KEYS}), metrics, fmt)["prompt"] if fmt != "compact" \
+            else compact_prompt(metrics) + "\n"
+        greedy = generate(model, tokenizer, [prompt], fmt=fmt, num_samples=1, temperature=0.0, seed=config.seed)
+        sampled = generate(model, tokenizer, [prompt], fmt=fmt, num_samples=max(config.samples - 1, 0),
+                           temperature=config.temperature, seed=config.seed) if config.samples > 1 else []
+        for completion in greedy + sampled:
+            out.model_texts.append(completion.text)
+            parsed = completion.parsed
+            if parsed.design is None or parsed.problems or tech.out_of_bounds(parsed.design):
+                out.invalid_model_answers += 1
+                continue
+            first.append((parsed.design, "model"))
+    # model answers first, then retrieval, so the model is what is tested when the budget is tight
+    ordered = [c for c in first if c[1] == "model"] + [c for c in first if c[1] == "retrieval"]
+    for source in ("model", "retrieval"):
+        batch = [d for d, s in ordered if s == source]
+        if batch and not out.met:
+            run(batch, source)
+    round_index = 0
+    rng = np.random.default_rng(config.seed)
+    while not out.met and out.simulations < config.budget and out.best is not None:
+        shrink = 0.6 ** round_index
+        radius = Radius(relative=max(config.radius * shrink, 0.01), volts=max(config.radius_v * shrink, 0.002))
+        centre = out.best.result.design
+        designs = local_sweep(centre, tech, config.local_batch, int(rng.integers(1 << 30)), radius)
+        before = out.simulations
+        run(designs, "local")
+        if out.simulations == before:  # nothing new left to try around this centre
+            break
+        round_index += 1
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def spec_table(result: SizeResult) -> list[dict]:
+    """Rows of spec / achieved / margin / pass for the best design."""
+    metrics = result.best.result.metrics if result.best else None
+    rows = []
+    for check in check_specs(metrics, result.specs):
+        rows.append({"spec": check.key, "target": check.target, "achieved": check.achieved,
+                     "margin": None if check.margin is None or math.isinf(check.margin) else check.margin,
+                     "pass": check.met})
+    return rows

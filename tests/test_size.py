@@ -1,0 +1,64 @@
+"""icgen size: specs met by designs that re-simulate to meet them; budgets respected; bad specs refused."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from icgen.cli import main
+from icgen.dataset import load_dataset
+from icgen.design import Design
+from icgen.score import Specs, shortfall
+from icgen.simulate import SimulatorPool, simulate
+from icgen.size import SizeConfig, size
+
+pytestmark = pytest.mark.ngspice
+DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
+
+
+@pytest.fixture(scope="module")
+def training_rows():
+    table = load_dataset(DATA)
+    splits = pd.read_parquet(DATA / "splits.parquet")
+    return table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
+
+
+def test_retrieval_and_search_meet_a_feasible_spec_and_it_resimulates(ptm65, training_rows):
+    specs = Specs(gain_db=38, pm_deg=52)
+    with SimulatorPool(workers=2) as pool:
+        result = size(specs, ptm65, SizeConfig(budget=10), pool, table=training_rows)
+    assert result.met and result.simulations <= 10
+    again = simulate(result.best.result.design, ptm65)
+    assert again.health.healthy and shortfall(again.metrics, specs) == 0
+
+
+def test_an_unreachable_spec_returns_the_closest_design_within_budget(ptm65, training_rows):
+    specs = Specs(gain_db=150, pm_deg=60)
+    with SimulatorPool(workers=2) as pool:
+        result = size(specs, ptm65, SizeConfig(budget=6, retrieve=2), pool, table=training_rows)
+    assert not result.met and result.simulations <= 6
+    assert result.best.shortfall > 0 and result.best.result.metrics.gain_db > 60
+
+
+def test_size_json_reports_a_verified_design():
+    result = CliRunner().invoke(main, ["size", "--gain", "38dB", "--pm", "52", "--model", "none", "--json",
+                                       "--budget", "8"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["met"] is True and data["simulations"] <= 8
+    assert data["metrics"]["gain_db"] >= 38 and data["metrics"]["pm_deg"] >= 52
+    design = Design.from_dict(data["design"])
+    assert "M1 pch net3 VINP net2 VDD" in data["answer"] and design.W1 > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gain", "38 dBm"], "--gain: '38 dBm' is not a gain in dB; use 38dB or 38"),
+    (["--pm", "200"], "--pm: 200 degrees is not a phase margin"),
+    (["--ugb", "1MHz", "--bw", "10MHz"], "is not below --ugb"),
+    ([], "give at least one spec"),
+])
+def test_bad_specs_are_one_line_errors(args, message):
+    result = CliRunner().invoke(main, ["size", "--model", "none", *args])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("icgen: error: ") and message in lines[0]
