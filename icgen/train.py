@@ -440,7 +440,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def write_model_card(out: Path, config: TrainConfig, metrics: dict, records: list[dict]) -> Path:
     """README.md for the run: what was trained on what, how long, how well."""
-    evals = [r for r in records if "eval_loss" in r]
+    evals = list({r["step"]: r for r in records if "eval_loss" in r}.values())  # the final re-evaluation repeats a step
     lines = [
         f"# {config.name}", "",
         "LoRA adapter trained by `icgen train` for sizing the two-stage Miller op-amp (spec -> sizing).", "",
