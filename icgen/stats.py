@@ -18,6 +18,14 @@ from .design import DESIGN_KEYS, METRIC_KEYS, METRIC_UNITS, VARIABLE_BY_KEY  # n
 LOG_METRICS = ("bw3db_hz", "ugb_hz", "power_w")
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write as PNG and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def counts(table: pd.DataFrame) -> dict[str, int]:
     """Rows per status, and working (ok and healthy) rows."""
     out = {"simulated": len(table), "working": int(table["working"].sum())}
@@ -75,10 +83,7 @@ def plot_histograms(table: pd.DataFrame, columns: tuple[str, ...], path: Path, t
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_scatter(table: pd.DataFrame, path: Path) -> Path:
@@ -97,10 +102,7 @@ def plot_scatter(table: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel(f"{y}")
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"{len(work)} working designs: metric against metric")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_correlations(table: pd.DataFrame, path: Path) -> Path:
@@ -114,10 +116,7 @@ def plot_correlations(table: pd.DataFrame, path: Path) -> Path:
             ax.text(j, i, f"{corr.iat[i, j]:.2f}", ha="center", va="center", fontsize=7)
     fig.colorbar(image, ax=ax, shrink=0.7, label="Spearman correlation")
     ax.set_title("design variable vs metric (working designs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_status(table: pd.DataFrame, path: Path) -> Path:
@@ -133,10 +132,7 @@ def plot_status(table: pd.DataFrame, path: Path) -> Path:
     flags = flag_counts(table).head(10)
     ax2.barh(flags.index[::-1], flags.to_numpy()[::-1], color="tab:orange")
     ax2.set_title("health flags among amplifiers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(table: pd.DataFrame, out: str | Path, name: str = "dataset") -> Path:
