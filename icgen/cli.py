@@ -564,20 +564,22 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
         splits = pd.read_parquet(Path(data_dir) / "splits.parquet")
         train_index = set(splits.loc[splits["heldout"] == "train", "index"])
         table = data[data["index"].isin(train_index)]
-    model = tokenizer = None
+    load_model = None
     fmt = "compact"
     if model_dir and model_dir != "none":
         from .model import load_finetuned, run_config
 
         try:
             fmt = run_config(model_dir)["format"]
-            model, tokenizer = load_finetuned(model_dir)
         except ModelError as err:
             raise UserError(f"--model: {err}; or pass --model none") from err
+
+        def load_model():
+            return load_finetuned(model_dir, merge=True)
     from .simulate import SimulatorPool
 
     with SimulatorPool() as pool:
-        result = size(specs, technology, config, pool, table=table, model=model, tokenizer=tokenizer, fmt=fmt)
+        result = size(specs, technology, config, pool, table=table, fmt=fmt, load_model=load_model)
     seconds = _time.perf_counter() - started
     best = result.best
     if best is None:

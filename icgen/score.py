@@ -145,3 +145,33 @@ def rank_key(metrics: Metrics | None, specs: Specs, status: str, healthy: bool) 
     worst_margin = min(margins) if margins else -math.inf
     power = metrics.power_w if metrics and metrics.power_w else math.inf
     return short, -worst_margin, power
+
+
+def table_rank(table, specs: Specs):
+    """Vectorised `rank_key` over a table of healthy working designs (metric columns, NaN when absent).
+
+    Returns (shortfall, -worst normalised margin, power) arrays; `numpy.lexsort` of them reversed orders best first.
+    """
+    import numpy as np
+
+    n = len(table)
+    short = np.zeros(n)
+    worst = np.full(n, np.inf)
+    any_margin = np.zeros(n, dtype=bool)
+    for key, target in specs.given().items():
+        achieved = table[key].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if key in ("ugb_hz", "bw3db_hz"):
+                margin = np.log10(achieved / target)
+            elif key == "power_w":
+                margin = np.log10(target / achieved)
+            else:
+                margin = achieved - target
+        if key == "gm_db":  # no GM recorded on an amplifier with a UGB: the phase never reaches -180 degrees
+            margin = np.where(np.isnan(achieved) & ~np.isnan(table["ugb_hz"].to_numpy(dtype=float)), np.inf, margin)
+        scale = SHORTFALL_SCALE.get(key, 1.0)
+        short += np.where(np.isnan(margin), 1.0, np.where(margin >= 0, 0.0, -margin / scale))
+        worst = np.fmin(worst, margin / scale)
+        any_margin |= ~np.isnan(margin)
+    power = table["power_w"].to_numpy(dtype=float)
+    return short, -np.where(any_margin, worst, -np.inf), np.where(np.isnan(power), np.inf, power)

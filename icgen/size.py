@@ -2,10 +2,10 @@
 
     result = size(Specs(gain_db=38, pm_deg=52), SizeConfig(), model=(model, tokenizer), table=training_rows)
 
-The loop: retrieve the training designs that best meet the specs; ask the model for `samples` candidates in one
-batched generate, prompted with a full spec (the user's targets, the rest from the closest training design);
-parse and range-check each; simulate in parallel; score. While nothing meets the specs and budget remains,
-sweep locally around the best designs with a shrinking radius. Only a healthy working amplifier can meet specs.
+The loop: simulate the training designs whose recorded metrics best meet the specs (retrieval); if none meets them,
+ask the model for `samples` candidates in one batched generate, prompted with a full spec (the user's targets, the
+rest from the closest training design); parse and range-check each; simulate in parallel; score. While nothing
+meets the specs and budget remains, sweep locally around the best design with a shrinking radius. Only a healthy working amplifier can meet specs.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pandas as pd
 from .augment import Radius, local_sweep
 from .design import DESIGN_KEYS, METRIC_KEYS, Design, Metrics
 from .pairs import compact_prompt, make_pair
-from .score import Specs, check_specs, rank_key, shortfall
+from .score import Specs, check_specs, rank_key, shortfall, table_rank
 from .simulate import SimConfig, SimResult, SimulatorPool
 from .tech import Technology
 
@@ -33,9 +33,11 @@ class SizeConfig:
     budget: int = 20
     """Most simulations to spend."""
     temperature: float = 0.7
-    """Sampling temperature for the model (the first candidate is always greedy)."""
+    """Sampling temperature for the model (one sample is greedy)."""
+    max_new_tokens: int = 128
+    """Generation length cap: a compact answer is about 106 tokens of the default tokenizer."""
     retrieve: int = 2
-    """Training designs that best meet the specs, simulated as extra candidates first."""
+    """Training designs whose recorded metrics best meet the specs, simulated first."""
     local_batch: int = 4
     """Designs per round of local search."""
     radius: float = 0.2
@@ -93,12 +95,32 @@ def prompt_metrics(specs: Specs, reference: Metrics | None) -> Metrics:
 def rank_rows(table: pd.DataFrame, specs: Specs) -> pd.DataFrame:
     """Working rows ordered by how well their recorded metrics meet the specs (best first)."""
     work = table[table["working"]]
-    keys = []
-    for _, row in work.iterrows():
-        m = Metrics(**{k: (None if pd.isna(row[k]) else float(row[k])) for k in METRIC_KEYS})
-        keys.append(rank_key(m, specs, "ok", True))
-    order = sorted(range(len(work)), key=lambda i: keys[i])
-    return work.iloc[order]
+    short, worst, power = table_rank(work, specs)
+    return work.iloc[np.lexsort((power, worst, short))]
+
+
+def row_metrics(row) -> Metrics:
+    return Metrics(**{k: (None if pd.isna(row[k]) else float(row[k])) for k in METRIC_KEYS})
+
+
+def model_prompt(specs: Specs, reference: Metrics | None, fmt: str = "compact") -> str:
+    """The prompt the model is trained on, for the user's targets (with headroom) completed from a reference."""
+    metrics = prompt_metrics(specs, reference)
+    if fmt == "compact":
+        return compact_prompt(metrics) + "\n"
+    return make_pair(Design(**{k: 1.0 for k in DESIGN_KEYS}), metrics, fmt)["prompt"]
+
+
+def model_designs(completions, tech: Technology) -> tuple[list[Design], int]:
+    """Designs from completions that parse, validate and lie inside the technology's bounds; and the unusable count."""
+    designs, invalid = [], 0
+    for completion in completions:
+        parsed = completion.parsed
+        if parsed.design is None or parsed.problems or tech.out_of_bounds(parsed.design):
+            invalid += 1
+        else:
+            designs.append(parsed.design)
+    return designs, invalid
 
 
 def _design(row) -> Design:
@@ -106,8 +128,13 @@ def _design(row) -> Design:
 
 
 def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool, table: pd.DataFrame | None = None,
-         model=None, tokenizer=None, fmt: str = "compact", testbench: str = "feedback") -> SizeResult:
-    """Search for a design meeting `specs` within `config.budget` simulations; see the module docstring."""
+         model=None, tokenizer=None, fmt: str = "compact", testbench: str = "feedback",
+         load_model=None) -> SizeResult:
+    """Search for a design meeting `specs` within `config.budget` simulations; see the module docstring.
+
+    `load_model`, a callable returning (model, tokenizer), is called only if the model is needed, so a spec met by
+    retrieval costs no model load.
+    """
     start = time.perf_counter()
     out = SizeResult(specs=specs, best=None)
     sim_config = SimConfig(tech=tech, testbench=testbench)
@@ -131,35 +158,21 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
         out.best = ranked[0] if ranked else None
 
     ranked_rows = rank_rows(table, specs) if table is not None and len(table) else None
-    reference = None
-    if ranked_rows is not None and len(ranked_rows):
-        top = ranked_rows.iloc[0]
-        reference = Metrics(**{k: (None if pd.isna(top[k]) else float(top[k])) for k in METRIC_KEYS})
-    first: list[tuple[Design, str]] = []
-    if ranked_rows is not None:
-        first += [(_design(row), "retrieval") for _, row in ranked_rows.head(config.retrieve).iterrows()]
-    if model is not None and config.samples > 0:
+    reference = row_metrics(ranked_rows.iloc[0]) if ranked_rows is not None and len(ranked_rows) else None
+    if ranked_rows is not None and config.retrieve:
+        run([_design(row) for _, row in ranked_rows.head(config.retrieve).iterrows()], "retrieval")
+    wants_model = config.samples > 0 and not out.met and out.simulations < config.budget
+    if wants_model and model is None and load_model is not None:
+        model, tokenizer = load_model()
+    if model is not None and wants_model:
         from .generate import generate
 
-        metrics = prompt_metrics(specs, reference)
-        prompt = make_pair(Design(**{k: 1.0 for k in DESIGN_KEYS}), metrics, fmt)["prompt"] if fmt != "compact" \
-            else compact_prompt(metrics) + "\n"
-        greedy = generate(model, tokenizer, [prompt], fmt=fmt, num_samples=1, temperature=0.0, seed=config.seed)
-        sampled = generate(model, tokenizer, [prompt], fmt=fmt, num_samples=max(config.samples - 1, 0),
-                           temperature=config.temperature, seed=config.seed) if config.samples > 1 else []
-        for completion in greedy + sampled:
-            out.model_texts.append(completion.text)
-            parsed = completion.parsed
-            if parsed.design is None or parsed.problems or tech.out_of_bounds(parsed.design):
-                out.invalid_model_answers += 1
-                continue
-            first.append((parsed.design, "model"))
-    # model answers first, then retrieval, so the model is what is tested when the budget is tight
-    ordered = [c for c in first if c[1] == "model"] + [c for c in first if c[1] == "retrieval"]
-    for source in ("model", "retrieval"):
-        batch = [d for d, s in ordered if s == source]
-        if batch and not out.met:
-            run(batch, source)
+        completions = generate(model, tokenizer, [model_prompt(specs, reference, fmt)], fmt=fmt,
+                               num_samples=config.samples, max_new_tokens=config.max_new_tokens,
+                               temperature=config.temperature if config.samples > 1 else 0.0, seed=config.seed)
+        out.model_texts += [c.text for c in completions]
+        designs, out.invalid_model_answers = model_designs(completions, tech)
+        run(designs, "model")
     round_index = 0
     rng = np.random.default_rng(config.seed)
     while not out.met and out.simulations < config.budget and out.best is not None:
