@@ -520,6 +520,102 @@ def model_info_command(model_dir, as_json) -> None:
             click.echo(f"{key:<22} {value}")
 
 
+def _has_splits(data_dir) -> bool:
+    return (Path(data_dir) / "designs.parquet").is_file() and (Path(data_dir) / "splits.parquet").is_file()
+
+
+def _training_rows(data_dir, kind: str = "heldout"):
+    """(training rows of a split kind, the whole table, the splits) of a dataset folder."""
+    import pandas as pd
+
+    from .dataset import load_dataset
+
+    if not _has_splits(data_dir):
+        raise UserError(f"--data {data_dir}: needs designs.parquet and splits.parquet; run icgen data generate "
+                        f"and icgen data split")
+    data = load_dataset(data_dir)
+    splits = pd.read_parquet(Path(data_dir) / "splits.parquet")
+    if kind not in splits.columns:
+        raise UserError(f"--split-kind {kind!r}: {data_dir}/splits.parquet has {', '.join(splits.columns[1:3])}")
+    train_index = set(splits.loc[splits[kind] == "train", "index"])
+    return data[data["index"].isin(train_index)], data, splits
+
+
+@main.command("eval")
+@click.option("--split", default="test", show_default=True, help="Held-out split whose designs become targets.")
+@click.option("--split-kind", default="heldout", show_default=True, type=click.Choice(["heldout", "random"]))
+@click.option("--n", "n_targets", type=int, default=200, show_default=True, help="Held-out targets.")
+@click.option("--budget", type=int, default=20, show_default=True, help="Simulations per target and method.")
+@click.option("--samples", type=int, default=6, show_default=True, help="N of best-of-N (and the loop's samples).")
+@click.option("--methods", default=",".join(("nearest-neighbour", "random-search", "optuna-tpe", "loop",
+                                             "model-greedy", "model-best-of-n")), show_default=True)
+@click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
+@click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
+              help="A run folder from icgen train; 'none' for the baselines and the model-free loop.")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True)
+@click.option("--tech", "tech", default="ptm65", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
+def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, model_dir, data_dir, tech, seed,
+                 out_dir) -> None:
+    """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
+
+    Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
+    options resumes an interrupted run.
+    """
+    import platform
+    import time as _time
+
+    from tqdm import tqdm
+
+    from .dataset import _git_sha, ngspice_version
+    from .evaluate import Context, EvalConfig, all_targets, run_eval, write_report
+    from .simulate import SimulatorPool
+
+    try:
+        config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples,
+                            seed=seed, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                            hand=not no_hand)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    technology = _tech(tech, None)
+    train, data, splits = _training_rows(data_dir, split_kind)
+    try:
+        targets = all_targets(data, splits, config)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    out = Path(out_dir)
+    stamp = {"config": repr(config), "data": str(Path(data_dir).resolve()), "model": model_dir, "tech": tech}
+    if (out / "run.json").is_file() and json.loads((out / "run.json").read_text()) != stamp:
+        raise UserError(f"--out {out_dir} holds a run with other options; pick another --out or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(stamp, indent=2))
+    model = tokenizer = None
+    fmt = "compact"
+    model_info = None
+    if model_dir != "none":
+        from .model import load_finetuned, model_info as read_model_info, run_config
+
+        try:
+            fmt = run_config(model_dir)["format"]
+            model_info = read_model_info(model_dir)
+            model, tokenizer = load_finetuned(model_dir, merge=True)
+        except ModelError as err:
+            raise UserError(f"--model: {err}; or pass --model none") from err
+    started = _time.time()
+    with SimulatorPool() as pool:
+        ctx = Context(technology, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt)
+        outcomes = run_eval(targets, ctx, out, progress=tqdm)
+    provenance = {"git": _git_sha(), "ngspice": ngspice_version(), "tech": technology.name, "data": data_dir,
+                  "training designs": int(train["working"].sum()), "model": model_info,
+                  "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs", "python": platform.python_version(),
+                  "wall seconds (this session)": round(_time.time() - started, 1),
+                  "finished": _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime())}
+    report = write_report(outcomes, config, out, provenance)
+    click.echo(report.read_text().split("## Provenance")[0])
+    click.echo(f"report: {report}")
+
+
 @main.command("size")
 @click.option("--gain", default=None, help="DC gain lower bound: 38dB or 38.")
 @click.option("--ugb", default=None, help="Unity-gain bandwidth lower bound: 10MHz or 10e6.")
@@ -554,16 +650,7 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
     except (SpecError, ValueError) as err:
         raise UserError(str(err).splitlines()[0]) from err
     technology = _tech(tech, None)
-    table = None
-    if data_dir and (Path(data_dir) / "designs.parquet").is_file() and (Path(data_dir) / "splits.parquet").is_file():
-        import pandas as pd
-
-        from .dataset import load_dataset
-
-        data = load_dataset(data_dir)
-        splits = pd.read_parquet(Path(data_dir) / "splits.parquet")
-        train_index = set(splits.loc[splits["heldout"] == "train", "index"])
-        table = data[data["index"].isin(train_index)]
+    table = _training_rows(data_dir)[0] if data_dir and _has_splits(data_dir) else None
     load_model = None
     fmt = "compact"
     if model_dir and model_dir != "none":

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .augment import Radius, local_sweep
+from .refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
 from .design import DESIGN_KEYS, METRIC_KEYS, Design, Metrics
 from .pairs import compact_prompt, make_pair
 from .score import Specs, check_specs, rank_key, shortfall, table_rank
@@ -44,6 +45,10 @@ class SizeConfig:
     """First local-search radius (relative, for R0 C0 L W); it shrinks each round."""
     radius_v: float = 0.04
     """First local-search radius for VIN and VB1, volts."""
+    refine: bool = True
+    """Newton steps along a designer's directions (icgen.refine) before the random local search."""
+    trust: float = 4.0
+    """First trust region of a refinement step, in direction units (a factor 1.35 or 20-30 mV each)."""
     seed: int = 0
     """Seed for sampling and local search."""
 
@@ -140,22 +145,25 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
     sim_config = SimConfig(tech=tech, testbench=testbench)
     seen: set[tuple] = set()
 
-    def run(designs: list[Design], source: str) -> None:
+    def run(designs: list[Design], source: str) -> list[Candidate | None]:
+        """Simulate the designs not seen before (within budget); their candidates in the order given, None where
+        a design was skipped."""
         fresh = []
         for d in designs:
             key = tuple(d.to_dict().values())
-            if key not in seen and not tech.out_of_bounds(d):
+            if key not in seen and not tech.out_of_bounds(d) and len(fresh) < config.budget - out.simulations:
                 seen.add(key)
                 fresh.append(d)
-        fresh = fresh[: max(0, config.budget - out.simulations)]
-        for _, result in pool.map(fresh, sim_config):
-            healthy = bool(result.health and result.health.healthy)
-            cand = Candidate(source, result, shortfall(result.metrics, specs, result.status, healthy))
+        by_index: dict[int, Candidate] = {}
+        for index, result in pool.map(fresh, sim_config):
+            cand = Candidate(source, result, shortfall(result.metrics, specs, result.status, _healthy(result)))
             out.candidates.append(cand)
+            by_index[index] = cand
         out.simulations += len(fresh)
-        ranked = sorted(out.candidates, key=lambda c: rank_key(c.result.metrics, specs, c.result.status,
-                                                                bool(c.result.health and c.result.health.healthy)))
+        ranked = sorted(out.candidates, key=lambda c: _rank(c, specs))
         out.best = ranked[0] if ranked else None
+        order = {tuple(d.to_dict().values()): by_index.get(i) for i, d in enumerate(fresh)}
+        return [order.get(tuple(d.to_dict().values())) for d in designs]
 
     ranked_rows = rank_rows(table, specs) if table is not None and len(table) else None
     reference = row_metrics(ranked_rows.iloc[0]) if ranked_rows is not None and len(ranked_rows) else None
@@ -173,6 +181,9 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
         out.model_texts += [c.text for c in completions]
         designs, out.invalid_model_answers = model_designs(completions, tech)
         run(designs, "model")
+    if config.refine and not out.met and out.best is not None and out.best.result.status == "ok" \
+            and config.budget - out.simulations > len(DIRECTIONS):
+        _newton(out.best, specs, tech, config, run, lambda: out.met or out.simulations >= config.budget)
     round_index = 0
     rng = np.random.default_rng(config.seed)
     while not out.met and out.simulations < config.budget and out.best is not None:
@@ -187,6 +198,45 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
         round_index += 1
     out.seconds = time.perf_counter() - start
     return out
+
+
+def _healthy(result: SimResult) -> bool:
+    return bool(result.health and result.health.healthy)
+
+
+def _rank(candidate: Candidate, specs: Specs) -> tuple:
+    r = candidate.result
+    return rank_key(r.metrics, specs, r.status, _healthy(r))
+
+
+def _newton(start: Candidate, specs: Specs, tech: Technology, config: SizeConfig, run, done) -> None:
+    """Refine a near miss along the designer's directions of `icgen.refine` (probe, step, update, shrink)."""
+    def margins(c: Candidate | None):
+        if c is None or c.result.status != "ok" or not _healthy(c.result):
+            return None
+        return margin_vector(c.result.metrics, specs)
+
+    centre, base = start, margin_vector(start.result.metrics, specs)
+    units = np.eye(len(DIRECTIONS))
+    probes = run([move(centre.result.design, e, tech) for e in units], "refine")
+    jac, usable = jacobian(base, [margins(p) for p in probes])
+    trust = config.trust
+    while not done() and trust >= 0.25:
+        step = solve_step(base, jac, usable, trust)
+        if float(np.abs(step).max(initial=0.0)) < 0.05:
+            break
+        tried = run([move(centre.result.design, step, tech), move(centre.result.design, 0.5 * step, tech)], "refine")
+        full = margins(tried[0])
+        if full is not None:
+            jac = broyden(jac, step, full - base)
+        fresh = [c for c in tried if c is not None]
+        if not fresh:
+            break
+        best = min(fresh, key=lambda c: _rank(c, specs))
+        if _rank(best, specs) < _rank(centre, specs) and margins(best) is not None:
+            centre, base = best, margins(best)
+        else:
+            trust /= 2
 
 
 def spec_table(result: SizeResult) -> list[dict]:
