@@ -546,7 +546,7 @@ def _training_rows(data_dir, kind: str = "heldout"):
 @click.option("--split-kind", default="heldout", show_default=True, type=click.Choice(["heldout", "random"]))
 @click.option("--n", "n_targets", type=int, default=200, show_default=True, help="Held-out targets.")
 @click.option("--budget", type=int, default=20, show_default=True, help="Simulations per target and method.")
-@click.option("--samples", type=int, default=6, show_default=True, help="N of best-of-N (and the loop's samples).")
+@click.option("--samples", type=int, default=6, show_default=True, help="N of best-of-N.")
 @click.option("--methods", default=",".join(("nearest-neighbour", "random-search", "optuna-tpe", "loop",
                                              "model-greedy", "model-best-of-n")), show_default=True)
 @click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
@@ -628,7 +628,8 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
               help="A run folder from icgen train; 'none' for retrieval and local search only.")
 @click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True,
               help="Dataset whose training split is searched for similar designs.")
-@click.option("--samples", type=int, default=6, show_default=True, help="Model candidates per batched generate.")
+@click.option("--samples", type=int, default=2, show_default=True,
+              help="Model candidates per batched generate (asked when retrieval misses).")
 @click.option("--budget", type=int, default=20, show_default=True, help="Most simulations to spend.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

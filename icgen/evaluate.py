@@ -58,7 +58,7 @@ class EvalConfig:
     n: int = 200
     budget: int = 20
     samples: int = 6
-    """N of best-of-N, and the loop's model candidates."""
+    """N of best-of-N. The loop uses `icgen size`'s own default (SizeConfig.samples)."""
     seed: int = 0
     tolerance: Tolerance = field(default_factory=Tolerance)
     methods: tuple[str, ...] = METHODS
@@ -264,7 +264,7 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
 
 def loop(target: Target, ctx: Context, seed: int) -> Outcome:
     """The full `icgen size` loop with the eval's budget and samples (model already loaded)."""
-    config = SizeConfig(samples=ctx.config.samples if ctx.model is not None else 0, budget=ctx.config.budget,
+    config = SizeConfig(samples=SizeConfig.samples if ctx.model is not None else 0, budget=ctx.config.budget,
                         seed=seed)
     result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
                   tokenizer=ctx.tokenizer, fmt=ctx.fmt)
@@ -447,7 +447,7 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path, provena
         "# icgen eval", "",
         f"{int(summary['targets'].max()) if not summary.empty else 0} held-out targets from the "
         f"`{config.split}` split ({config.split_kind} splits), budget {config.budget} simulations per target and "
-        f"method, best-of-N with N = {config.samples}, seed {config.seed}.", "",
+        f"method, best-of-N with N = {config.samples}, the loop with `icgen size`'s defaults, seed {config.seed}.", "",
         f"Targets: each held-out design's simulated metrics as bounds relaxed by the tolerance: gain ≥ gain − "
         f"{tol.gain_db:g} dB, UGB ≥ {1 - tol.relative:g}×, PM ≥ PM − {tol.pm_deg:g}°, GM ≥ GM − {tol.gm_db:g} dB "
         f"(when positive), BW ≥ {1 - tol.relative:g}×, power ≤ {1 + tol.relative:g}×. Met = every bound holds on "

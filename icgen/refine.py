@@ -49,6 +49,11 @@ DIRECTIONS: tuple[Direction, ...] = (
     Direction("input", log=(("W1", LOG_STEP),)),  # input pair wider: gm1 up
     Direction("common-mode", volts=(("VIN", 0.03),)),  # input common mode: tail headroom
 )
+EXTRA_DIRECTIONS: tuple[Direction, ...] = (
+    Direction("channel", log=tuple((x, LOG_STEP) for x in LENGTHS)),  # longer at the same W: less current, more gain
+    Direction("mirror", log=(("W3", LOG_STEP),)),  # load mirror width: first-stage output level and M6's bias
+    Direction("stage2-length", log=(("L4", LOG_STEP),)),  # M6 length: second-stage gain against speed
+)
 
 
 def move(design: Design, step: np.ndarray, tech: Technology, directions=DIRECTIONS) -> Design:

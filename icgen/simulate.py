@@ -388,7 +388,13 @@ class SimulatorPool:
                     index, design = nxt
                     w.task = (index, design, config, debug.get(index))
                     w.started = time.perf_counter()
-                    w.conn.send(w.task)
+                    try:
+                        w.conn.send(w.task)
+                    except OSError:  # the worker died while idle (killed from outside): start a fresh one
+                        task = w.task
+                        w = self._replace(w)
+                        w.task, w.started = task, time.perf_counter()
+                        w.conn.send(w.task)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return

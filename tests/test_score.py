@@ -67,3 +67,27 @@ def test_ranking_prefers_meeting_then_margin_then_power():
     failing = Metrics(gain_db=30.0, bw3db_hz=1e4, ugb_hz=1e6, pm_deg=60.0, gm_db=12.0, power_w=1e-6)
     ranked = sorted([failing, cheaper, better], key=lambda m: rank_key(m, specs, "ok", True))
     assert ranked == [better, cheaper, failing]
+
+
+@pytest.mark.parametrize("specs", [
+    Specs(gain_db=38, pm_deg=52), Specs(gain_db=60, ugb_hz=5e6, pm_deg=45, power_w=20e-6),
+    Specs(gm_db=15, bw3db_hz=1e4, pm_deg=60), Specs(power_w=1e-6),
+])
+def test_vectorised_ranking_agrees_with_rank_key_on_dataset_rows(specs):
+    from pathlib import Path
+
+    import numpy as np
+
+    from icgen.dataset import load_dataset
+    from icgen.score import table_rank
+
+    table = load_dataset(Path(__file__).resolve().parent.parent / "data" / "ptm65")
+    rows = table[table["working"]].sample(n=400, random_state=1)
+    short, worst, power = table_rank(rows, specs)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        m = Metrics(**{k: (None if np.isnan(row[k]) else float(row[k])) for k in Metrics.__dataclass_fields__})
+        expected = rank_key(m, specs, "ok", True)
+        assert short[i] == pytest.approx(expected[0], abs=1e-12)
+        assert worst[i] == pytest.approx(expected[1], abs=1e-12) or (math.isinf(worst[i]) and math.isinf(expected[1])
+                                                                      and worst[i] == expected[1])
+        assert power[i] == pytest.approx(expected[2])
