@@ -71,11 +71,14 @@ def _health_table(health) -> str:
     if health is None:
         return "operating point: not available"
     lines = [f"operating point: VOUT = {health.vout_v * 1e3:.0f} mV of VDD = {health.vdd_v:g} V",
-             f"{'device':<7} {'region':<13} {'Vgs':>8} {'Vth':>8} {'Vds':>8} {'Vdsat':>8} {'margin':>8} {'Id':>10}"]
+             f"{'device':<7} {'region':<22} {'Vgs':>8} {'Vth':>8} {'Vds':>8} {'Vdsat':>8} {'margin':>8} {'Id':>10}"]
     for d in health.devices:
-        lines.append(f"{d.name:<7} {d.region:<13} {d.vgs_v * 1e3:7.0f}m {d.vth_v * 1e3:7.0f}m {d.vds_v * 1e3:7.0f}m "
+        region = {"saturation": "saturation", "subthreshold": "saturation, weak inv."}.get(d.region, d.region)
+        lines.append(f"{d.name:<7} {region:<22} {d.vgs_v * 1e3:7.0f}m {d.vth_v * 1e3:7.0f}m {d.vds_v * 1e3:7.0f}m "
                      f"{d.vdsat_v * 1e3:7.0f}m {d.saturation_margin_v * 1e3:7.0f}m {format_si(d.id_a, 'A', 3):>10}")
     lines.append("flags: " + ("; ".join(health.flags) if health.flags else "none (healthy: output biased, all devices saturated)"))
+    if any(d.region == "subthreshold" for d in health.devices):
+        lines.append("(weak inv.: Vgs < Vth, and saturated because Vds > Vdsat)")
     return "\n".join(lines)
 
 

@@ -108,7 +108,9 @@ def rank_rows(table: pd.DataFrame, specs: Specs) -> pd.DataFrame:
     """Working rows ordered by how well their recorded metrics meet the specs (best first)."""
     work = table[table["working"]]
     short, worst, power = table_rank(work, specs)
-    return work.iloc[np.lexsort((power, worst, short))]
+    regions = [c for c in work.columns if c.endswith("_region")]
+    weak = (work[regions] != "saturation").any(axis=1).to_numpy() if regions else np.zeros(len(work), dtype=bool)
+    return work.iloc[np.lexsort((power, worst, weak, short))]  # among equals, strong inversion first
 
 
 def row_metrics(row) -> Metrics:
@@ -212,8 +214,11 @@ def _healthy(result: SimResult) -> bool:
 
 
 def _rank(candidate: Candidate, specs: Specs) -> tuple:
+    """rank_key, with a design whose devices are all in strong inversion preferred among equal shortfalls."""
     r = candidate.result
-    return rank_key(r.metrics, specs, r.status, _healthy(r))
+    short, worst, power = rank_key(r.metrics, specs, r.status, _healthy(r))
+    weak = not (r.health and all(d.region == "saturation" for d in r.health.devices))
+    return short, weak, worst, power
 
 
 def _newton(start: Candidate, specs: Specs, tech: Technology, config: SizeConfig, run, done) -> None:
