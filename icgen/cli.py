@@ -559,8 +559,9 @@ def _training_rows(data_dir, kind: str = "heldout"):
 @click.option("--tech", "tech", default="ptm65", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
+@click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, model_dir, data_dir, tech, seed,
-                 out_dir) -> None:
+                 out_dir, update_card) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -617,6 +618,12 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     report = write_report(outcomes, config, out, provenance)
     click.echo(report.read_text().split("## Provenance")[0])
     click.echo(f"report: {report}")
+    if update_card:
+        if model is None:
+            raise UserError("--update-card needs a model; drop --model none")
+        from .evaluate import update_model_card
+
+        click.echo(f"model card: {update_model_card(model_dir, outcomes, config, report)}")
 
 
 @main.command("size")
@@ -658,15 +665,15 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
     load_model = None
     fmt = "compact"
     if model_dir and model_dir != "none":
+        from functools import partial
+
         from .model import load_finetuned, run_config
 
         try:
             fmt = run_config(model_dir)["format"]
         except ModelError as err:
             raise UserError(f"--model: {err}; or pass --model none") from err
-
-        def load_model():
-            return load_finetuned(model_dir, merge=True)
+        load_model = partial(load_finetuned, model_dir, merge=True)  # loaded only if retrieval misses
     from .simulate import SimulatorPool
 
     with SimulatorPool() as pool:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import random_designs
-from .design import DESIGN_KEYS, METRIC_KEYS, VARIABLE_BY_KEY, Design, Metrics
+from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
 from .score import SpecError, Specs, rank_key, shortfall
 from .simulate import SimConfig, SimResult, SimulatorPool
 from .size import SizeConfig, model_designs, model_prompt, rank_rows, row_metrics, size
@@ -475,3 +475,25 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path, provena
     path.write_text("\n".join(lines))
     (out / "meta.json").write_text(json.dumps({"config": asdict(config), **provenance}, indent=2, default=str))
     return path
+
+
+CARD_HEADING = "## Closed-loop results"
+
+
+def update_model_card(model_dir: str | Path, outcomes: list[Outcome], config: EvalConfig, report: Path) -> Path:
+    """Replace the model card's closed-loop section (or the placeholder line) with this eval's summary table."""
+    card = Path(model_dir) / "README.md"
+    text = card.read_text() if card.is_file() else "# Model card\n"
+    for marker in (CARD_HEADING, "Closed-loop results (designs simulated"):
+        if marker in text:
+            text = text[:text.index(marker)].rstrip() + "\n"
+            break
+    summary = summarize(outcomes)
+    section = [
+        "", CARD_HEADING, "",
+        f"`icgen eval` on {int(summary['targets'].max())} held-out targets ({config.split} split of the "
+        f"{config.split_kind} splits), budget {config.budget} simulations each; full report: `{report}`.",
+        "", summary.to_markdown(index=False, floatfmt=".3g"), "",
+    ]
+    card.write_text(text + "\n".join(section))
+    return card

@@ -20,7 +20,7 @@ import numpy as np
 
 from .dataset import quantize
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
-from .score import SHORTFALL_SCALE, Specs
+from .score import SHORTFALL_SCALE, Specs, spec_margin
 from .tech import Technology
 
 WIDTHS = ("W1", "W2", "W3", "W4", "W5")
@@ -81,12 +81,10 @@ def margin_vector(metrics: Metrics | None, specs: Specs) -> np.ndarray:
         value = getattr(metrics, key) if metrics else None
         if value is None:
             out.append(3.0 if key == "gm_db" and metrics is not None and metrics.ugb_hz else math.nan)
-        elif key in ("ugb_hz", "bw3db_hz"):
-            out.append(math.log10(value / target) if value > 0 else math.nan)
-        elif key == "power_w":
-            out.append(math.log10(target / value) if value > 0 else math.nan)
+        elif key in ("ugb_hz", "bw3db_hz", "power_w") and value <= 0:
+            out.append(math.nan)
         else:
-            out.append((value - target) / SHORTFALL_SCALE[key])
+            out.append(float(spec_margin(key, value, target)) / SHORTFALL_SCALE.get(key, 1.0))
     return np.array(out, dtype=float)
 
 
@@ -125,3 +123,4 @@ def broyden(jac: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray
     if norm < 1e-12 or np.isnan(change).any():
         return jac
     return jac + np.outer(change - jac @ step, step) / norm
+

@@ -100,6 +100,18 @@ class SpecCheck:
     met: bool
 
 
+def spec_margin(key: str, achieved, target: float):
+    """How far `achieved` clears `target`: dB or degrees, decades for UGB, BW (above) and power (below).
+    Works on numbers and on numpy arrays alike."""
+    import numpy as np
+
+    if key in ("ugb_hz", "bw3db_hz"):
+        return np.log10(achieved / target)
+    if key == "power_w":
+        return np.log10(target / achieved)
+    return achieved - target
+
+
 def check_specs(metrics: Metrics | None, specs: Specs) -> list[SpecCheck]:
     """Per-spec margins. A missing GM means the phase never reaches -180 degrees: an infinite gain margin."""
     checks = []
@@ -111,12 +123,7 @@ def check_specs(metrics: Metrics | None, specs: Specs) -> list[SpecCheck]:
         if achieved is None:
             checks.append(SpecCheck(key, target, None, None, False))
             continue
-        if key in ("ugb_hz", "bw3db_hz"):
-            margin = math.log10(achieved / target)
-        elif key == "power_w":
-            margin = math.log10(target / achieved)
-        else:
-            margin = achieved - target
+        margin = float(spec_margin(key, achieved, target))
         checks.append(SpecCheck(key, target, achieved, margin, margin >= 0))
     return checks
 
@@ -161,12 +168,7 @@ def table_rank(table, specs: Specs):
     for key, target in specs.given().items():
         achieved = table[key].to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if key in ("ugb_hz", "bw3db_hz"):
-                margin = np.log10(achieved / target)
-            elif key == "power_w":
-                margin = np.log10(target / achieved)
-            else:
-                margin = achieved - target
+            margin = spec_margin(key, achieved, target)
         if key == "gm_db":  # no GM recorded on an amplifier with a UGB: the phase never reaches -180 degrees
             margin = np.where(np.isnan(achieved) & ~np.isnan(table["ugb_hz"].to_numpy(dtype=float)), np.inf, margin)
         scale = SHORTFALL_SCALE.get(key, 1.0)

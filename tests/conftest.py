@@ -20,3 +20,19 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def ptm65():
     return load_technology("ptm65")
+
+
+@pytest.fixture(scope="session")
+def shipped_data():
+    """The shipped ptm65 dataset: (every design, the splits, the heldout-train rows)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from icgen.dataset import load_dataset
+
+    data = Path(__file__).resolve().parent.parent / "data" / "ptm65"
+    table = load_dataset(data)
+    splits = pd.read_parquet(data / "splits.parquet")
+    train = table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
+    return table, splits, train

@@ -1,14 +1,11 @@
 """icgen eval: targets are feasible by construction, every method runs under the same budget, the run resumes,
 and the report carries a row per method."""
 import json
-from pathlib import Path
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.dataset import load_dataset
 from icgen.design import DESIGN_KEYS, Design
 from icgen.evaluate import Context, EvalConfig, Target, heldout_targets, nearest_neighbour, relaxed_specs
 from icgen.score import shortfall
@@ -16,15 +13,11 @@ from icgen.simulate import SimulatorPool, simulate
 from icgen.size import row_metrics
 
 pytestmark = pytest.mark.ngspice
-DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 
 
 @pytest.fixture(scope="module")
-def data():
-    table = load_dataset(DATA)
-    splits = pd.read_parquet(DATA / "splits.parquet")
-    train = table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
-    return table, splits, train
+def data(shipped_data):
+    return shipped_data
 
 
 def test_held_out_targets_are_met_by_the_designs_they_came_from(ptm65, data):
@@ -98,3 +91,21 @@ def test_model_methods_simulate_the_embedded_models_answers(tmp_path):
         assert o["proposals"] == (1 if o["method"] == "model-greedy" else 2)
         assert o["simulations"] == o["valid"] and o["valid"] >= 1  # the embedded model's answers parse
         assert o["seconds"] > 0 and o["metrics"] is not None
+
+
+def test_the_model_card_gets_one_closed_loop_section(tmp_path):
+    from icgen.evaluate import CARD_HEADING, Outcome, update_model_card
+
+    card = tmp_path / "README.md"
+    card.write_text("# Card\n\nbody\n\nClosed-loop results (designs simulated and scored against targets) are added "
+                    "by `icgen eval`.\n")
+    outcomes = [Outcome(method=m, target=f"t{i}", kind="heldout", met=i % 2 == 0, shortfall=0.0, simulations=i + 1,
+                        seconds=0.1, proposals=1, valid=1, working=1, errors={"gain_db": 1.0})
+                for m in ("loop", "nearest-neighbour") for i in range(4)]
+    for _ in range(2):
+        update_model_card(tmp_path, outcomes, EvalConfig(n=4), tmp_path / "report.md")
+    text = card.read_text()
+    assert text.count(CARD_HEADING) == 1 and "are added by" not in text and text.startswith("# Card\n\nbody")
+    import re
+
+    assert re.search(r"\| loop\s+\|\s+4 \|\s+50 \|", text), text

@@ -1,13 +1,10 @@
 """Refinement along a designer's directions: the moves do what their names say, the step solves the linear model,
 and on held-out validation targets the loop with refinement meets more specs than without it."""
 import math
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from icgen.dataset import load_dataset
 from icgen.design import EXAMPLE_DESIGN, Metrics
 from icgen.evaluate import EvalConfig, heldout_targets
 from icgen.refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
@@ -15,7 +12,6 @@ from icgen.score import Specs
 from icgen.simulate import SimulatorPool
 from icgen.size import SizeConfig, size
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 
 
 def test_the_scale_move_scales_widths_and_c0_together_and_r0_inversely(ptm65):
@@ -70,10 +66,8 @@ def test_jacobian_marks_failed_probes_unusable_and_broyden_matches_the_observed_
 
 
 @pytest.mark.ngspice
-def test_refinement_meets_more_held_out_targets_than_the_loop_without_it(ptm65):
-    table = load_dataset(DATA)
-    splits = pd.read_parquet(DATA / "splits.parquet")
-    train = table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
+def test_refinement_meets_more_held_out_targets_than_the_loop_without_it(ptm65, shipped_data):
+    table, splits, train = shipped_data
     targets = heldout_targets(table, splits, EvalConfig(split="validation", n=40, seed=3))
     met = {True: 0, False: 0}
     with SimulatorPool(workers=2) as pool:

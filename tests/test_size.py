@@ -1,27 +1,21 @@
 """icgen size: specs met by designs that re-simulate to meet them; budgets respected; bad specs refused."""
 import json
-from pathlib import Path
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.dataset import load_dataset
 from icgen.design import Design
 from icgen.score import Specs, shortfall
 from icgen.simulate import SimulatorPool, simulate
 from icgen.size import SizeConfig, size
 
 pytestmark = pytest.mark.ngspice
-DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 
 
 @pytest.fixture(scope="module")
-def training_rows():
-    table = load_dataset(DATA)
-    splits = pd.read_parquet(DATA / "splits.parquet")
-    return table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
+def training_rows(shipped_data):
+    return shipped_data[2]
 
 
 def test_retrieval_and_search_meet_a_feasible_spec_and_it_resimulates(ptm65, training_rows):
