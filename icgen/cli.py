@@ -567,6 +567,7 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
     options resumes an interrupted run.
     """
+    import os
     import platform
     import time as _time
 
@@ -607,14 +608,21 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
         except ModelError as err:
             raise UserError(f"--model: {err}; or pass --model none") from err
     started = _time.time()
+    log = out / "outcomes.jsonl"
+    before = len(log.read_text().splitlines()) if log.is_file() else 0
     with SimulatorPool() as pool:
         ctx = Context(technology, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt)
         outcomes = run_eval(targets, ctx, out, progress=tqdm)
+    sessions_path = out / "sessions.json"  # one entry per invocation: an interrupted run resumes in several
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
+    sessions.append({"started": _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime(started)),
+                     "wall_s": round(_time.time() - started, 1), "outcomes_before": before,
+                     "outcomes_after": len(log.read_text().splitlines())})
+    sessions_path.write_text(json.dumps(sessions, indent=2))
     provenance = {"git": _git_sha(), "ngspice": ngspice_version(), "tech": technology.name, "data": data_dir,
                   "training designs": int(train["working"].sum()), "model": model_info,
-                  "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs", "python": platform.python_version(),
-                  "wall seconds (this session)": round(_time.time() - started, 1),
-                  "finished": _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime())}
+                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
+                  "sessions": sessions}
     report = write_report(outcomes, config, out, provenance)
     click.echo(report.read_text().split("## Provenance")[0])
     click.echo(f"report: {report}")

@@ -430,7 +430,7 @@ def hand_table(outcomes: list[Outcome]) -> pd.DataFrame:
     if frame.empty:
         return frame
     cell = frame.apply(lambda r: f"met ({r['simulations']})" if r["met"] else
-                       f"short {r['shortfall']:.2f} ({r['simulations']})", axis=1)
+                       f"short {r['shortfall']:.2g} ({r['simulations']})", axis=1)
     table = frame.assign(cell=cell).pivot(index="target", columns="method", values="cell")
     order = [t for t, _ in HAND_TARGETS if t in table.index]
     return table.loc[order, [m for m in METHODS if m in table.columns]]

@@ -56,3 +56,18 @@ def test_bad_specs_are_one_line_errors(args, message):
     result = CliRunner().invoke(main, ["size", "--model", "none", *args])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("icgen: error: ") and message in lines[0]
+
+
+def test_the_readme_command_resimulates_to_meet_both_specs_with_every_device_saturated(tmp_path):
+    sized = CliRunner().invoke(main, ["size", "--gain", "38dB", "--pm", "52", "--json"])  # embedded defaults
+    assert sized.exit_code == 0, sized.output
+    path = tmp_path / "sized.json"
+    path.write_text(sized.output)
+    again = CliRunner().invoke(main, ["simulate", str(path), "--json"])
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.output)
+    assert data["metrics"]["gain_db"] >= 38 and data["metrics"]["pm_deg"] >= 52
+    assert data["health"]["healthy"] and not data["health"]["flags"]
+    regions = {name: d["region"] for name, d in data["health"]["devices"].items()}
+    assert set(regions) == {"M1", "M2", "M3", "M4", "M5", "M6", "M7"}
+    assert all(region == "saturation" for region in regions.values()), regions  # strong inversion, Vds > Vdsat
