@@ -403,7 +403,7 @@ def plot_eval(outcomes: list[Outcome], path: Path, budget: int) -> Path:
     rates = [100 * frame.loc[frame["method"] == m, "met"].mean() for m in methods]
     left.barh(methods, rates, color="tab:blue")
     for y, rate in enumerate(rates):
-        left.text(rate + 1, y, f"{rate:.0f}%", va="center")
+        left.text(rate + 1, y, f"{rate:.1f}%", va="center")
     left.set_xlim(0, 110)
     left.set_xlabel("held-out targets met (%)")
     left.invert_yaxis()
