@@ -17,6 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import write_result  # noqa: E402
+
 from icgen.generate import generate  # noqa: E402
 from icgen.model import load_finetuned, run_config  # noqa: E402
 from icgen.simulate import SimConfig, simulate_many  # noqa: E402
@@ -74,14 +76,12 @@ def main() -> None:
         "generate_s": generate_s, "median_abs_error": {k: float(np.median(v)) if v else None for k, v in errors.items()},
         "examples": [c.text for c in completions[:3]],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generate.json").write_text(json.dumps(summary, indent=2) + "\n")
+    written = write_result(args.out, "generate", summary)
     print(f"{n} greedy completions in {generate_s:.0f} s: parsed {summary['parsed']:.1%}, in range "
           f"{summary['in_range']:.1%}, valid (simulates as an amplifier) {summary['valid']:.1%}, working "
           f"(and healthy) {summary['working']:.1%}")
     print("median |error| vs the target's metrics:", json.dumps(summary["median_abs_error"]))
-    print(f"wrote {out / 'generate.json'}")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import write_result  # noqa: E402
+
 from icgen.dataset import load_dataset  # noqa: E402
 from icgen.evaluate import HAND_TARGETS, EvalConfig, heldout_targets  # noqa: E402
 
@@ -68,13 +70,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs", "rows": rows,
         "command": "bench/bench_size.py " + " ".join(sys.argv[1:]),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "size.json").write_text(json.dumps(summary, indent=2) + "\n")
+    written = write_result(args.out, "size", summary)
     print(f"\n{summary['met']}/{summary['targets']} met; median {summary['median_seconds']:.2f} s in the command "
           f"(p90 {summary['p90_seconds']:.2f}), median wall {summary['median_wall_s']:.2f} s per process "
           f"(p90 {summary['p90_wall_s']:.2f}), median {np.median(frame['simulations']):.0f} simulations")
-    print(f"wrote {out / 'size.json'}")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":
