@@ -11,7 +11,6 @@ Prints a table and writes bench/results/simulate.json (with machine, versions an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_result  # noqa: E402
 
 from icgen import __version__  # noqa: E402
 from icgen.deck import render_circuit  # noqa: E402
@@ -122,9 +123,7 @@ def main() -> None:
         "agreement": {"designs": args.agree, "compared_ok": compared, "status_mismatch": status_mismatch,
                       "worst": worst},
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "simulate.json").write_text(json.dumps(results, indent=2) + "\n")
+    written = write_result(args.out, "simulate", results)
     print(f"{'what':<44} {'value':>12}")
     print(f"{'icgen pool warm, sims/s (' + str(args.workers) + ' workers)':<44} {results['icgen_sims_per_s']:>12.1f}")
     print(f"{'icgen incl. worker start (first pass), sims/s':<44} {results['icgen_with_pool_start_sims_per_s']:>12.1f}")
@@ -136,7 +135,7 @@ def main() -> None:
     print(f"{'backends: designs, compared, status mismatch':<44} {args.agree:>4} / {compared} / {status_mismatch}")
     for key, value in worst.items():
         print(f"{'  worst |shared - batch| ' + key:<44} {value:>12.3g}")
-    print(f"wrote {out / 'simulate.json'}")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Prints a table and writes bench/results/tokens.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_result  # noqa: E402
 
 from icgen.dataset import load_dataset  # noqa: E402
 from icgen.model import DEFAULT_GGUF_FILE, load_tokenizer  # noqa: E402
@@ -42,10 +43,7 @@ def main() -> None:
     ratio = results["formats"]["compact"]["mean"] / results["formats"]["seed"]["mean"]
     results["compact_over_seed"] = ratio
     print(f"compact / seed = {ratio:.3f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tokens.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out / 'tokens.json'}")
+    print(f"wrote {write_result(args.out, 'tokens', results)}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ shipped QLoRA settings (quant auto -> nf4), so the same script measures a GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_result  # noqa: E402
 
 from icgen.train import (Collator, build_examples, hardware, load_base_model, load_config, load_pairs,  # noqa: E402
                          lora_config)
@@ -70,10 +71,7 @@ def main() -> None:
         print(f"{fmt:<8} {tokens / elapsed:8.1f} tokens/s  {elapsed / pairs_timed * 1000:8.0f} s per 1000 pairs  "
               f"({tokens / pairs_timed:.0f} tokens/pair, {hardware()})")
         del model, optimizer
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out / 'train.json'}")
+    print(f"wrote {write_result(args.out, 'train', results)}")
 
 
 if __name__ == "__main__":
