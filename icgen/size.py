@@ -1,11 +1,12 @@
 """`icgen size`: propose sizings for target specs, verify each by simulation, refine until the specs are met.
 
-    result = size(Specs(gain_db=38, pm_deg=52), SizeConfig(), model=(model, tokenizer), table=training_rows)
+    result = size(Specs(gain_db=38, pm_deg=52), tech, SizeConfig(), pool, table=training_rows, load_model=loader)
 
 The loop: simulate the training designs whose recorded metrics best meet the specs (retrieval); if none meets them,
 ask the model for `samples` candidates in one batched generate, prompted with a full spec (the user's targets, the
 rest from the closest training design); parse and range-check each; simulate in parallel; score. While nothing
-meets the specs and budget remains, sweep locally around the best design with a shrinking radius. Only a healthy working amplifier can meet specs.
+meets the specs and budget remains, refine the best design along a designer's directions (icgen.refine), then
+sweep locally around it with a shrinking radius. Only a healthy working amplifier can meet specs.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class SizeConfig:
     budget: int = 20
     """Most simulations to spend."""
     temperature: float = 0.7
-    """Sampling temperature for the model (one sample is greedy)."""
+    """Sampling temperature when more than one sample is asked for (a single sample is greedy)."""
     max_new_tokens: int = 128
     """Generation length cap: a compact answer is about 106 tokens of the default tokenizer."""
     retrieve: int = 2
@@ -190,8 +191,9 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
         out.model_texts += [c.text for c in completions]
         designs, out.invalid_model_answers = model_designs(completions, tech)
         run(designs, "model")
+    probes = len(DIRECTIONS) + (len(EXTRA_DIRECTIONS) if config.extra_directions else 0)
     if config.refine and not out.met and out.best is not None and out.best.result.status == "ok" \
-            and config.budget - out.simulations > len(DIRECTIONS):
+            and config.budget - out.simulations > probes:
         _newton(out.best, specs, tech, config, run, lambda: out.met or out.simulations >= config.budget)
     round_index = 0
     rng = np.random.default_rng(config.seed)
