@@ -495,5 +495,14 @@ def update_model_card(model_dir: str | Path, outcomes: list[Outcome], config: Ev
         f"{config.split_kind} splits), budget {config.budget} simulations each; full report: `{report}`.",
         "", summary.to_markdown(index=False, floatfmt=".3g"), "",
     ]
+    rates = dict(zip(summary["method"], summary["met %"]))
+    if "model-greedy" in rates and "nearest-neighbour" in rates:
+        verdict = "better than" if rates["model-greedy"] > rates["nearest-neighbour"] else "not better than"
+        section += [f"The model alone (greedy, one shot) meets {rates['model-greedy']:.3g} % of targets: {verdict} "
+                    f"nearest neighbour from the training set ({rates['nearest-neighbour']:.3g} %).", ""]
+    winners = pd.Series([o.source for o in outcomes if o.method == "loop" and o.kind == "heldout" and o.met])
+    if len(winners):
+        section += ["Where the loop's winning designs came from: " +
+                    ", ".join(f"{k} {v}" for k, v in winners.value_counts().items()) + ".", ""]
     card.write_text(text + "\n".join(section))
     return card
