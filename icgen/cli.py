@@ -544,6 +544,22 @@ def _training_rows(data_dir, kind: str = "heldout"):
     return data[data["index"].isin(train_index)], data, splits
 
 
+def _surrogate_loader(data_dir, train, data, splits, kind: str = "heldout"):
+    """A callable giving the simulator surrogate of these training rows (cached under DATA/surrogate/KIND), or None
+    when torch is not installed (the loop then refines by the designer's directions alone)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from .surrogate import surrogate_for
+
+    def load():
+        check = data[data["index"].isin(set(splits.loc[splits[kind] == "validation", "index"])) & data["working"]]
+        return surrogate_for(train[train["working"]], Path(data_dir) / "surrogate" / kind, check_rows=check,
+                             log=lambda m: click.echo(m, err=True))
+    return load
+
+
 @main.command("eval")
 @click.option("--split", default="test", show_default=True, help="Held-out split whose designs become targets.")
 @click.option("--split-kind", default="heldout", show_default=True, type=click.Choice(["heldout", "random"]))
@@ -611,7 +627,9 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     log = out / "outcomes.jsonl"
     before = len(log.read_text().splitlines()) if log.is_file() else 0
     with SimulatorPool() as pool:
-        ctx = Context(technology, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt)
+        loader = _surrogate_loader(data_dir, train, data, splits, split_kind) if "loop" in config.methods else None
+        ctx = Context(technology, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt,
+                      surrogate=loader() if loader else None)
         outcomes = run_eval(targets, ctx, out, progress=tqdm)
     sessions_path = out / "sessions.json"  # one entry per invocation: an interrupted run resumes in several
     sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
@@ -649,11 +667,13 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
 @click.option("--samples", type=int, default=2, show_default=True,
               help="Model candidates per batched generate (asked when retrieval misses).")
 @click.option("--budget", type=int, default=20, show_default=True, help="Most simulations to spend.")
+@click.option("--model-first", is_flag=True,
+              help="Ask the model right after retrieval, before the surrogate steps (slower; measured no better).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
-def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, samples, budget, seed, as_json,
-                 plot_path) -> None:
+def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, samples, budget, model_first, seed,
+                 as_json, plot_path) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     import time as _time
 
@@ -665,11 +685,14 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
         raw = {"gain_db": ("gain", gain), "ugb_hz": ("ugb", ugb), "pm_deg": ("pm", pm), "gm_db": ("gm", gm),
                "bw3db_hz": ("bw", bw), "power_w": ("power", power)}
         specs = Specs(**{k: parse_spec(opt, v) for k, (opt, v) in raw.items() if v is not None})
-        config = SizeConfig(samples=samples, budget=budget, seed=seed)
+        config = SizeConfig(samples=samples, budget=budget, seed=seed, model_after_surrogate=not model_first)
     except (SpecError, ValueError) as err:
         raise UserError(str(err).splitlines()[0]) from err
     technology = _tech(tech, None)
-    table = _training_rows(data_dir)[0] if data_dir and _has_splits(data_dir) else None
+    table = load_surrogate = None
+    if data_dir and _has_splits(data_dir):
+        table, data, splits = _training_rows(data_dir)
+        load_surrogate = _surrogate_loader(data_dir, table, data, splits)
     load_model = None
     fmt = "compact"
     if model_dir and model_dir != "none":
@@ -685,7 +708,8 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
     from .simulate import SimulatorPool
 
     with SimulatorPool() as pool:
-        result = size(specs, technology, config, pool, table=table, fmt=fmt, load_model=load_model)
+        result = size(specs, technology, config, pool, table=table, fmt=fmt, load_model=load_model,
+                      load_surrogate=load_surrogate)
     seconds = _time.perf_counter() - started
     best = result.best
     if best is None:

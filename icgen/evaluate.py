@@ -7,7 +7,7 @@ Targets are held-out simulated designs (feasible by construction) turned into bo
 
 - model-greedy: the model alone, one greedy answer, simulated once (the original work's setting);
 - model-best-of-n: greedy plus n-1 sampled answers, all simulated, the best kept;
-- loop: `icgen size` (retrieval, model, local search) under the budget;
+- loop: `icgen size` (retrieval, model, surrogate and designer's refinement, local search) under the budget;
 - nearest-neighbour: the training design whose metrics are closest to the target, simulated;
 - random-search: log-uniform random designs until the specs are met or the budget is spent;
 - optuna-tpe: Optuna's TPE sampler minimising the normalised shortfall under the same budget.
@@ -172,8 +172,9 @@ class Context:
     """What every method shares: technology, simulator pool, training rows, model, budget."""
 
     def __init__(self, tech: Technology, pool: SimulatorPool, train: pd.DataFrame, config: EvalConfig,
-                 model=None, tokenizer=None, fmt: str = "compact"):
+                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None):
         self.tech, self.pool, self.train, self.config = tech, pool, train, config
+        self.surrogate = surrogate
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         self.sim_config = SimConfig(tech=tech)
         self.working = train[train["working"]].reset_index(drop=True)
@@ -267,7 +268,7 @@ def loop(target: Target, ctx: Context, seed: int) -> Outcome:
     config = SizeConfig(samples=SizeConfig.samples if ctx.model is not None else 0, budget=ctx.config.budget,
                         seed=seed)
     result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
-                  tokenizer=ctx.tokenizer, fmt=ctx.fmt)
+                  tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate)
     results = [c.result for c in result.candidates]
     proposals = len(results) + result.invalid_model_answers
     outcome = _outcome("loop", target, results, result.seconds, proposals, len(results),

@@ -2,11 +2,13 @@
 
     result = size(Specs(gain_db=38, pm_deg=52), tech, SizeConfig(), pool, table=training_rows, load_model=loader)
 
-The loop: simulate the training designs whose recorded metrics best meet the specs (retrieval); if none meets them,
-ask the model for `samples` candidates in one batched generate, prompted with a full spec (the user's targets, the
-rest from the closest training design); parse and range-check each; simulate in parallel; score. While nothing
-meets the specs and budget remains, refine the best design along a designer's directions (icgen.refine), then
-sweep locally around it with a shrinking radius. Only a healthy working amplifier can meet specs.
+The loop: simulate the training designs whose recorded metrics best meet the specs (retrieval); while nothing meets
+the specs and budget remains, take trust-region steps on a neural surrogate of the simulator corrected by its error
+at the current design (icgen.surrogate, one simulation a step); then ask the model for `samples` candidates in one
+batched generate, prompted with a full spec (the user's targets, the rest from the closest training design), parse,
+range-check and simulate them in parallel (`model_after_surrogate=False` asks the model right after retrieval);
+then Newton steps along a designer's directions (icgen.refine); then a local sweep with a shrinking radius. Every
+candidate is simulated and scored; only a healthy working amplifier can meet specs.
 """
 from __future__ import annotations
 
@@ -52,6 +54,18 @@ class SizeConfig:
     trust: float = 4.0
     step_scales: tuple[float, ...] = (1.0, 0.5)
     """Each refinement step is simulated at these fractions of the solved step (in parallel)."""
+    surrogate: bool = True
+    """Before the designer's directions, take trust-region steps on the offset-corrected neural surrogate of the
+    simulator (icgen.surrogate), one simulation each. On the 440 held-out validation targets (budget 20, no model)
+    it lifted the met share from 95.2 % to 98.0 % and the p90 simulations from 14 to 4."""
+    model_after_surrogate: bool = True
+    """Ask the model only when retrieval and the surrogate steps leave the specs unmet (False: right after
+    retrieval). On 100 held-out validation targets with the embedded model both orders met 98; asking the model
+    first raised the p90 time from 0.47 s to 8.8 s, and its answers won no target either way."""
+    surrogate_radius: float = 1.0
+    """First trust region of a surrogate step: natural-log units for sizes (a factor e), a tenth of it in volts."""
+    surrogate_min_radius: float = 0.03
+    """Surrogate steps stop once failures have halved the radius below this."""
     extra_directions: bool = False
     """Also probe channel length, mirror width and M6 length (11 directions instead of 8)."""
     step_margin: float = 0.15
@@ -144,11 +158,12 @@ def _design(row) -> Design:
 
 def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool, table: pd.DataFrame | None = None,
          model=None, tokenizer=None, fmt: str = "compact", testbench: str = "feedback",
-         load_model=None) -> SizeResult:
+         load_model=None, load_surrogate=None) -> SizeResult:
     """Search for a design meeting `specs` within `config.budget` simulations; see the module docstring.
 
     `load_model`, a callable returning (model, tokenizer), is called only if the model is needed, so a spec met by
-    retrieval costs no model load.
+    retrieval costs no model load; `load_surrogate`, a callable returning an `icgen.surrogate.Surrogate` (or None),
+    likewise only when refinement starts.
     """
     start = time.perf_counter()
     out = SizeResult(specs=specs, best=None)
@@ -179,10 +194,16 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
     reference = row_metrics(ranked_rows.iloc[0]) if ranked_rows is not None and len(ranked_rows) else None
     if ranked_rows is not None and config.retrieve:
         run([_design(row) for _, row in ranked_rows.head(config.retrieve).iterrows()], "retrieval")
-    wants_model = config.samples > 0 and not out.met and out.simulations < config.budget
-    if wants_model and model is None and load_model is not None:
-        model, tokenizer = load_model()
-    if model is not None and wants_model:
+    done = lambda: out.met or out.simulations >= config.budget  # noqa: E731
+
+    def ask_model() -> None:
+        nonlocal model, tokenizer
+        if config.samples <= 0 or done():
+            return
+        if model is None and load_model is not None:
+            model, tokenizer = load_model()
+        if model is None:
+            return
         from .generate import generate
 
         completions = generate(model, tokenizer, [model_prompt(specs, reference, fmt)], fmt=fmt,
@@ -191,10 +212,20 @@ def size(specs: Specs, tech: Technology, config: SizeConfig, pool: SimulatorPool
         out.model_texts += [c.text for c in completions]
         designs, out.invalid_model_answers = model_designs(completions, tech)
         run(designs, "model")
+
+    if not config.model_after_surrogate:
+        ask_model()
     probes = len(DIRECTIONS) + (len(EXTRA_DIRECTIONS) if config.extra_directions else 0)
+    if config.surrogate and load_surrogate is not None and not done() and out.best is not None \
+            and out.best.result.status == "ok":
+        surrogate = load_surrogate()
+        if surrogate is not None:
+            _surrogate_refine(out.best, specs, tech, config, run, done, surrogate)
+    if config.model_after_surrogate:
+        ask_model()
     if config.refine and not out.met and out.best is not None and out.best.result.status == "ok" \
             and config.budget - out.simulations > probes:
-        _newton(out.best, specs, tech, config, run, lambda: out.met or out.simulations >= config.budget)
+        _newton(out.best, specs, tech, config, run, done)
     round_index = 0
     rng = np.random.default_rng(config.seed)
     while not out.met and out.simulations < config.budget and out.best is not None:
@@ -226,9 +257,7 @@ def _rank(candidate: Candidate, specs: Specs) -> tuple:
 def _newton(start: Candidate, specs: Specs, tech: Technology, config: SizeConfig, run, done) -> None:
     """Refine a near miss along the designer's directions of `icgen.refine` (probe, step, update, shrink)."""
     def margins(c: Candidate | None):
-        if c is None or c.result.status != "ok" or not _healthy(c.result):
-            return None
-        return margin_vector(c.result.metrics, specs)
+        return _margins(c, specs)
 
     centre, base = start, margin_vector(start.result.metrics, specs)
     directions = DIRECTIONS + (EXTRA_DIRECTIONS if config.extra_directions else ())
@@ -252,6 +281,34 @@ def _newton(start: Candidate, specs: Specs, tech: Technology, config: SizeConfig
             centre, base = best, margins(best)
         else:
             trust /= 2
+
+
+def _margins(candidate: Candidate | None, specs: Specs) -> np.ndarray | None:
+    """Margins of a healthy working candidate (None otherwise): where refinement may stand."""
+    if candidate is None or candidate.result.status != "ok" or not _healthy(candidate.result):
+        return None
+    return margin_vector(candidate.result.metrics, specs)
+
+
+def _surrogate_refine(start: Candidate, specs: Specs, tech: Technology, config: SizeConfig, run, done,
+                      surrogate) -> None:
+    """Trust-region steps on the surrogate corrected by its error at the centre: one simulation per step; a step
+    that improves moves the centre, one that does not halves the radius."""
+    from .surrogate import predicted_margins, surrogate_step
+
+    centre, radius = start, config.surrogate_radius
+    while not done() and radius >= config.surrogate_min_radius:
+        base = _margins(centre, specs)
+        if base is None:
+            return
+        offset = base - predicted_margins(surrogate, [centre.result.design], specs)[0]
+        offset = np.where(np.isnan(offset), 0.0, np.clip(offset, -1.0, 1.0))
+        design = surrogate_step(surrogate, centre.result.design, offset, specs, tech, radius, target=config.step_margin)
+        tried = run([design], "surrogate")[0]
+        if tried is not None and _rank(tried, specs) < _rank(centre, specs) and _margins(tried, specs) is not None:
+            centre = tried
+        else:
+            radius /= 2
 
 
 def spec_table(result: SizeResult) -> list[dict]:

@@ -1,0 +1,248 @@
+"""A small neural surrogate of the simulator, fitted on the training designs, used to propose refinement steps.
+
+The surrogate maps a design (log sizes, volts) to its metrics in shortfall units (gain and GM in 6 dB, PM in 10
+degrees, UGB, BW and power in decades). In the sizing loop it is never trusted on its own: each step optimises
+the surrogate *corrected by the offset it shows at the current centre* (what the simulator said minus what the
+surrogate predicted there), inside a trust region, and the step is simulated. One simulation per step instead of
+a Jacobian's worth of probes.
+
+    surrogate = fit_surrogate(training_rows, SurrogateConfig())
+    design = surrogate_step(surrogate, centre_design, centre_margins, specs, tech, radius=0.3)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dataset import quantize
+from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from .score import Specs
+from .tech import Technology
+
+OUTPUTS = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
+_DB_SCALE = {"gain_db": 6.0, "pm_deg": 10.0, "gm_db": 6.0}
+_LOG_OUTPUTS = ("ugb_hz", "bw3db_hz", "power_w")
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """The network and its fit: an MLP of `layers` SiLU layers, Adam, mean-squared error in normalised units."""
+
+    hidden: int = 256
+    layers: int = 3
+    epochs: int = 200
+    """200 epochs over the 7374 heldout-train designs: 22 s on 2 CPU cores."""
+    batch: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+def design_features(designs: pd.DataFrame | list[Design]) -> np.ndarray:
+    """Designs as the surrogate's inputs: natural log of sizes, volts as they are."""
+    frame = pd.DataFrame([d.to_dict() for d in designs]) if isinstance(designs, list) else designs
+    cols = [np.log(frame[k].to_numpy(float)) if VARIABLE_BY_KEY[k].log_scale else frame[k].to_numpy(float)
+            for k in DESIGN_KEYS]
+    return np.column_stack(cols)
+
+
+def metric_targets(rows: pd.DataFrame) -> np.ndarray:
+    """Metrics in shortfall units (NaN where a metric is missing, e.g. no GM)."""
+    cols = []
+    for key in OUTPUTS:
+        values = rows[key].to_numpy(float)
+        cols.append(np.log10(values) if key in _LOG_OUTPUTS else values / _DB_SCALE[key])
+    return np.column_stack(cols)
+
+
+class Surrogate:
+    """A fitted MLP with its input and output normalisation."""
+
+    def __init__(self, net, x_mean, x_std, y_mean, y_std):
+        self.net, self.x_mean, self.x_std, self.y_mean, self.y_std = net, x_mean, x_std, y_mean, y_std
+
+    def predict_torch(self, x):
+        import torch
+
+        xn = (x - torch.as_tensor(self.x_mean, dtype=x.dtype)) / torch.as_tensor(self.x_std, dtype=x.dtype)
+        return self.net(xn) * torch.as_tensor(self.y_std, dtype=x.dtype) + torch.as_tensor(self.y_mean, dtype=x.dtype)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.predict_torch(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+
+def _network(inputs: int, outputs: int, config: SurrogateConfig):
+    import torch
+
+    layers, width = [], inputs
+    for _ in range(config.layers):
+        layers += [torch.nn.Linear(width, config.hidden), torch.nn.SiLU()]
+        width = config.hidden
+    return torch.nn.Sequential(*layers, torch.nn.Linear(width, outputs))
+
+
+def fit_surrogate(rows: pd.DataFrame, config: SurrogateConfig = SurrogateConfig()) -> Surrogate:
+    """Fit on healthy working rows (metrics with NaN are masked out of the loss)."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    x = design_features(rows)
+    y = metric_targets(rows)
+    x_mean, x_std = x.mean(0), x.std(0) + 1e-9
+    y_mean, y_std = np.nanmean(y, 0), np.nanstd(y, 0) + 1e-9
+    xt = torch.tensor((x - x_mean) / x_std, dtype=torch.float32)
+    yn = (y - y_mean) / y_std
+    mask = torch.tensor(~np.isnan(yn), dtype=torch.float32)
+    yt = torch.tensor(np.nan_to_num(yn), dtype=torch.float32)
+    net = _network(x.shape[1], y.shape[1], config)
+    optimiser = torch.optim.Adam(net.parameters(), config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.epochs):
+        order = torch.randperm(len(xt), generator=generator)
+        for start in range(0, len(xt), config.batch):
+            b = order[start:start + config.batch]
+            loss = (((net(xt[b]) - yt[b]) ** 2) * mask[b]).sum() / mask[b].sum().clamp(min=1)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    net.eval()
+    return Surrogate(net, x_mean, x_std, y_mean, y_std)
+
+
+def _spec_vector(specs: Specs) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """For the given specs: output columns, the target in surrogate units, and the sign (+1 lower bound)."""
+    columns, targets, signs = [], [], []
+    for key, value in specs.given().items():
+        columns.append(OUTPUTS.index(key))
+        targets.append(math.log10(value) if key in _LOG_OUTPUTS else value / _DB_SCALE[key])
+        signs.append(-1.0 if key == "power_w" else 1.0)
+    return columns, np.array(targets), np.array(signs)
+
+
+def predicted_margins(surrogate: Surrogate, designs: list[Design], specs: Specs) -> np.ndarray:
+    """Margins the surrogate predicts, in the units of `icgen.refine.margin_vector`, one row per design."""
+    columns, targets, signs = _spec_vector(specs)
+    return (surrogate.predict(design_features(designs))[:, columns] - targets) * signs
+
+
+def surrogate_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, specs: Specs, tech: Technology,
+                   radius: float, target: float = 0.15, iterations: int = 150) -> Design:
+    """The design within `radius` (log units for sizes, radius/10 volts) of `centre` that the offset-corrected
+    surrogate says lifts every given margin to `target`, with the least movement."""
+    import torch
+
+    columns, targets, signs = _spec_vector(specs)
+    x0 = torch.tensor(design_features([centre])[0], dtype=torch.float32)
+    log_mask = torch.tensor([VARIABLE_BY_KEY[k].log_scale for k in DESIGN_KEYS])
+    reach = torch.where(log_mask, torch.tensor(radius), torch.tensor(radius / 10))
+    lows = torch.tensor([math.log(tech.bounds[k][0]) if VARIABLE_BY_KEY[k].log_scale else tech.bounds[k][0]
+                         for k in DESIGN_KEYS], dtype=torch.float32)
+    highs = torch.tensor([math.log(tech.bounds[k][1]) if VARIABLE_BY_KEY[k].log_scale else tech.bounds[k][1]
+                          for k in DESIGN_KEYS], dtype=torch.float32)
+    lo, hi = torch.maximum(x0 - reach, lows), torch.minimum(x0 + reach, highs)
+    off = torch.tensor(np.nan_to_num(offset), dtype=torch.float32)
+    tgt, sgn = torch.tensor(targets, dtype=torch.float32), torch.tensor(signs, dtype=torch.float32)
+    delta = torch.zeros_like(x0, requires_grad=True)
+    optimiser = torch.optim.Adam([delta], lr=0.02)
+    for _ in range(iterations):
+        x = torch.clamp(x0 + delta, lo, hi)
+        margins = (surrogate.predict_torch(x[None])[0, columns] - tgt) * sgn + off
+        gap = torch.clamp(target - margins, min=0.0)
+        loss = (gap ** 2).sum() + 1e-3 * ((delta / reach) ** 2).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    x = torch.clamp(x0 + delta.detach(), lo, hi).numpy()
+    values = {}
+    for i, key in enumerate(DESIGN_KEYS):
+        raw = math.exp(float(x[i])) if VARIABLE_BY_KEY[key].log_scale else float(x[i])
+        low, high = tech.bounds[key]
+        values[key] = min(max(quantize(key, raw), low), high)
+    return Design(**values)
+
+
+def rows_fingerprint(rows: pd.DataFrame) -> str:
+    """A hash of the design and metric values the surrogate is fitted on: a cached fit is reused only for them."""
+    frame = rows[list(DESIGN_KEYS) + list(OUTPUTS)].astype(float).round(12)
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
+def surrogate_errors(surrogate: Surrogate, rows: pd.DataFrame) -> dict[str, float]:
+    """Median absolute error per metric on `rows`: dB for gain and GM, degrees for PM, decades otherwise."""
+    predicted = surrogate.predict(design_features(rows))
+    actual = metric_targets(rows)
+    errors = {}
+    for i, key in enumerate(OUTPUTS):
+        ok = ~np.isnan(actual[:, i])
+        scale = _DB_SCALE.get(key, 1.0)
+        errors[key] = float(np.median(np.abs(predicted[ok, i] - actual[ok, i])) * scale) if ok.any() else math.nan
+    return errors
+
+
+def save_surrogate(surrogate: Surrogate, config: SurrogateConfig, folder: str | Path, provenance: dict) -> Path:
+    """Weights (torch state dict with the normalisation) and meta.json with the config and provenance."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {f"net.{k}": v for k, v in surrogate.net.state_dict().items()}
+    for name in ("x_mean", "x_std", "y_mean", "y_std"):
+        state[name] = torch.tensor(getattr(surrogate, name), dtype=torch.float64)
+    tmp = folder / "surrogate.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(folder / "surrogate.pt")
+    (folder / "meta.json").write_text(json.dumps({"config": asdict(config), **provenance}, indent=2) + "\n")
+    return folder
+
+
+def load_surrogate(folder: str | Path) -> tuple[Surrogate, dict]:
+    """A saved surrogate and its meta.json."""
+    import torch
+
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    config = SurrogateConfig(**meta["config"])
+    state = torch.load(folder / "surrogate.pt", weights_only=True)
+    net = _network(len(DESIGN_KEYS), len(OUTPUTS), config)
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    net.eval()
+    arrays = [state[name].numpy() for name in ("x_mean", "x_std", "y_mean", "y_std")]
+    return Surrogate(net, *arrays), meta
+
+
+def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: SurrogateConfig = SurrogateConfig(),
+                  check_rows: pd.DataFrame | None = None, log=None) -> Surrogate:
+    """The surrogate of these training rows: loaded from `folder` when it was fitted on the same rows with the same
+    config, otherwise fitted (and saved there when the folder is writable), with errors on `check_rows` recorded."""
+    fingerprint = rows_fingerprint(rows)
+    if folder is not None and (Path(folder) / "meta.json").is_file():
+        try:
+            surrogate, meta = load_surrogate(folder)
+            if meta.get("fingerprint") == fingerprint and meta.get("config") == asdict(config):
+                return surrogate
+        except (OSError, KeyError, ValueError, RuntimeError):
+            pass  # unreadable or stale: fit again
+    if log:
+        log(f"fitting the simulator surrogate on {len(rows)} training designs (once; about 20 s on 2 cores)")
+    started = time.perf_counter()
+    surrogate = fit_surrogate(rows, config)
+    provenance = {"what": "MLP surrogate of the ngspice metrics of the two-stage op-amp (icgen.surrogate)",
+                  "fingerprint": fingerprint, "rows": len(rows), "fit_seconds": round(time.perf_counter() - started, 1)}
+    if check_rows is not None and len(check_rows):
+        provenance["median_abs_error_on_check_rows"] = surrogate_errors(surrogate, check_rows)
+        provenance["check_rows"] = len(check_rows)
+    if folder is not None:
+        try:
+            save_surrogate(surrogate, config, folder, provenance)
+        except OSError:
+            pass  # a read-only dataset: keep the fit in memory only
+    return surrogate
