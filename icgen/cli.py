@@ -560,6 +560,15 @@ def _surrogate_loader(data_dir, train, data, splits, kind: str = "heldout"):
     return load
 
 
+def _surrogate_provenance(data_dir, kind: str) -> dict | None:
+    """What the cached surrogate was fitted on and how well it predicts the validation designs."""
+    meta = Path(data_dir) / "surrogate" / kind / "meta.json"
+    if not meta.is_file():
+        return None
+    recorded = json.loads(meta.read_text())
+    return {k: recorded.get(k) for k in ("fingerprint", "rows", "median_abs_error_on_check_rows", "check_rows")}
+
+
 @main.command("eval")
 @click.option("--split", default="test", show_default=True, help="Held-out split whose designs become targets.")
 @click.option("--split-kind", default="heldout", show_default=True, type=click.Choice(["heldout", "random"]))
@@ -639,6 +648,7 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     sessions_path.write_text(json.dumps(sessions, indent=2))
     provenance = {"git": _git_sha(), "ngspice": ngspice_version(), "tech": technology.name, "data": data_dir,
                   "training designs": int(train["working"].sum()), "model": model_info,
+                  "surrogate": _surrogate_provenance(data_dir, split_kind),
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
                   "sessions": sessions}
     report = write_report(outcomes, config, out, provenance)

@@ -7,7 +7,7 @@ Targets are held-out simulated designs (feasible by construction) turned into bo
 
 - model-greedy: the model alone, one greedy answer, simulated once (the original work's setting);
 - model-best-of-n: greedy plus n-1 sampled answers, all simulated, the best kept;
-- loop: `icgen size` (retrieval, model, surrogate and designer's refinement, local search) under the budget;
+- loop: `icgen size` (retrieval, surrogate steps, model, designer's directions, local search) under the budget;
 - nearest-neighbour: the training design whose metrics are closest to the target, simulated;
 - random-search: log-uniform random designs until the specs are met or the budget is spent;
 - optuna-tpe: Optuna's TPE sampler minimising the normalised shortfall under the same budget.
@@ -27,7 +27,7 @@ import pandas as pd
 
 from .dataset import random_designs
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
-from .score import SpecError, Specs, rank_key, shortfall
+from .score import LOG_METRICS as LOG_KEYS, SpecError, Specs, metric_units, rank_key, shortfall
 from .simulate import SimConfig, SimResult, SimulatorPool
 from .size import SizeConfig, model_designs, model_prompt, rank_rows, row_metrics, size
 from .tech import Technology
@@ -35,7 +35,6 @@ from .tech import Technology
 METHODS = ("nearest-neighbour", "random-search", "optuna-tpe", "loop", "model-greedy", "model-best-of-n")
 MODEL_METHODS = ("model-greedy", "model-best-of-n")
 ERROR_KEYS = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
-LOG_KEYS = ("ugb_hz", "bw3db_hz", "power_w")
 
 
 @dataclass(frozen=True)
@@ -213,11 +212,7 @@ def _met(result: SimResult, specs: Specs) -> bool:
 
 def _features(rows: pd.DataFrame) -> np.ndarray:
     """Metric space for nearest-neighbour distances: one unit = 6 dB, 10 degrees or a decade."""
-    cols = []
-    for key in ERROR_KEYS:
-        values = rows[key].to_numpy(dtype=float)
-        cols.append(np.log10(values) if key in LOG_KEYS else values / {"gain_db": 6, "pm_deg": 10, "gm_db": 6}[key])
-    return np.column_stack(cols)
+    return metric_units(rows, ERROR_KEYS)
 
 
 def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
@@ -457,7 +452,8 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path, provena
         "working % = simulated candidates that are healthy working amplifiers; sims and seconds per target "
         "(failures count the budget they spent); errors = median |best design − held-out design| per metric. "
         "Model-only methods generate for many targets in one batch; each target is charged an equal share of "
-        "that time. The loop's seconds include its own generate calls; model load time is excluded.", "",
+        "that time. The loop's seconds include its own generate calls and surrogate steps; loading the model and the "
+        "surrogate (once per run) is excluded.", "",
         summary.to_markdown(index=False, floatfmt=".3g") if not summary.empty else "(no held-out targets)", "",
     ]
     if figure:

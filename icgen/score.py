@@ -15,6 +15,8 @@ from .units import UnitError, parse_quantity
 
 # What one unit of shortfall is, per spec: a designer's sense of "equally far off".
 SHORTFALL_SCALE = {"gain_db": 6.0, "pm_deg": 10.0, "gm_db": 6.0}
+LOG_METRICS = ("ugb_hz", "bw3db_hz", "power_w")
+"""Metrics measured in decades (the others in dB or degrees, divided by SHORTFALL_SCALE)."""
 UNHEALTHY_PENALTY = 1.0
 NOT_WORKING_PENALTY = 10.0
 
@@ -152,6 +154,18 @@ def rank_key(metrics: Metrics | None, specs: Specs, status: str, healthy: bool) 
     worst_margin = min(margins) if margins else -math.inf
     power = metrics.power_w if metrics and metrics.power_w else math.inf
     return short, -worst_margin, power
+
+
+def metric_units(rows, keys):
+    """A table's metric columns in shortfall units: decades for LOG_METRICS, dB/6 and degrees/10 otherwise; NaN
+    stays NaN. Nearest-neighbour distances and the surrogate's outputs both live in this space."""
+    import numpy as np
+
+    cols = []
+    for key in keys:
+        values = rows[key].to_numpy(dtype=float)
+        cols.append(np.log10(values) if key in LOG_METRICS else values / SHORTFALL_SCALE[key])
+    return np.column_stack(cols)
 
 
 def table_rank(table, specs: Specs):

@@ -23,12 +23,10 @@ import pandas as pd
 
 from .dataset import quantize
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from .score import Specs
+from .score import LOG_METRICS, SHORTFALL_SCALE, Specs, metric_units
 from .tech import Technology
 
 OUTPUTS = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
-_DB_SCALE = {"gain_db": 6.0, "pm_deg": 10.0, "gm_db": 6.0}
-_LOG_OUTPUTS = ("ugb_hz", "bw3db_hz", "power_w")
 
 
 @dataclass(frozen=True)
@@ -54,11 +52,7 @@ def design_features(designs: pd.DataFrame | list[Design]) -> np.ndarray:
 
 def metric_targets(rows: pd.DataFrame) -> np.ndarray:
     """Metrics in shortfall units (NaN where a metric is missing, e.g. no GM)."""
-    cols = []
-    for key in OUTPUTS:
-        values = rows[key].to_numpy(float)
-        cols.append(np.log10(values) if key in _LOG_OUTPUTS else values / _DB_SCALE[key])
-    return np.column_stack(cols)
+    return metric_units(rows, OUTPUTS)
 
 
 class Surrogate:
@@ -123,7 +117,7 @@ def _spec_vector(specs: Specs) -> tuple[list[int], np.ndarray, np.ndarray]:
     columns, targets, signs = [], [], []
     for key, value in specs.given().items():
         columns.append(OUTPUTS.index(key))
-        targets.append(math.log10(value) if key in _LOG_OUTPUTS else value / _DB_SCALE[key])
+        targets.append(math.log10(value) if key in LOG_METRICS else value / SHORTFALL_SCALE[key])
         signs.append(-1.0 if key == "power_w" else 1.0)
     return columns, np.array(targets), np.array(signs)
 
@@ -183,7 +177,7 @@ def surrogate_errors(surrogate: Surrogate, rows: pd.DataFrame) -> dict[str, floa
     errors = {}
     for i, key in enumerate(OUTPUTS):
         ok = ~np.isnan(actual[:, i])
-        scale = _DB_SCALE.get(key, 1.0)
+        scale = SHORTFALL_SCALE.get(key, 1.0)
         errors[key] = float(np.median(np.abs(predicted[ok, i] - actual[ok, i])) * scale) if ok.any() else math.nan
     return errors
 
