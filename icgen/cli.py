@@ -635,16 +635,18 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     started = _time.time()
     log = out / "outcomes.jsonl"
     before = len(log.read_text().splitlines()) if log.is_file() else 0
+    # one entry per invocation, written before the work so a killed run still leaves its trace (wall_s null)
+    sessions_path = out / "sessions.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
+    sessions.append({"started": _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime(started)),
+                     "wall_s": None, "outcomes_before": before, "outcomes_after": None})
+    sessions_path.write_text(json.dumps(sessions, indent=2))
     with SimulatorPool() as pool:
         loader = _surrogate_loader(data_dir, train, data, splits, split_kind) if "loop" in config.methods else None
         ctx = Context(technology, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt,
                       surrogate=loader() if loader else None)
         outcomes = run_eval(targets, ctx, out, progress=tqdm)
-    sessions_path = out / "sessions.json"  # one entry per invocation: an interrupted run resumes in several
-    sessions = json.loads(sessions_path.read_text()) if sessions_path.is_file() else []
-    sessions.append({"started": _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime(started)),
-                     "wall_s": round(_time.time() - started, 1), "outcomes_before": before,
-                     "outcomes_after": len(log.read_text().splitlines())})
+    sessions[-1].update(wall_s=round(_time.time() - started, 1), outcomes_after=len(log.read_text().splitlines()))
     sessions_path.write_text(json.dumps(sessions, indent=2))
     provenance = {"git": _git_sha(), "ngspice": ngspice_version(), "tech": technology.name, "data": data_dir,
                   "training designs": int(train["working"].sum()), "model": model_info,

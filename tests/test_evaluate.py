@@ -65,6 +65,9 @@ def test_eval_runs_every_baseline_writes_a_report_and_resumes(tmp_path):
     assert json.loads((out / "meta.json").read_text())["config"]["budget"] == 8
     again = CliRunner().invoke(main, args)  # resume: nothing left to do, nothing appended
     assert again.exit_code == 0 and len((out / "outcomes.jsonl").read_text().splitlines()) == len(lines)
+    sessions = json.loads((out / "sessions.json").read_text())
+    assert [(s["outcomes_before"], s["outcomes_after"]) for s in sessions] == [(0, len(lines)), (len(lines), len(lines))]
+    assert all(s["wall_s"] is not None for s in sessions)
     other = CliRunner().invoke(main, [a if a != "8" else "9" for a in args])  # same --out, another budget
     assert other.exit_code == 2 and "holds a run with other options" in other.output
 
