@@ -27,14 +27,14 @@ import pandas as pd
 
 from .dataset import random_designs
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
-from .score import LOG_METRICS as LOG_KEYS, SpecError, Specs, metric_units, rank_key, shortfall
+from .score import LOG_METRICS as LOG_KEYS, SPEC_KEYS, SpecError, Specs, metric_units, rank_key, shortfall
 from .simulate import SimConfig, SimResult, SimulatorPool
 from .size import SizeConfig, model_designs, model_prompt, rank_rows, row_metrics, size
 from .tech import Technology
 
 METHODS = ("nearest-neighbour", "random-search", "optuna-tpe", "loop", "model-greedy", "model-best-of-n")
 MODEL_METHODS = ("model-greedy", "model-best-of-n")
-ERROR_KEYS = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
+ERROR_KEYS = SPEC_KEYS
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ class Specs:
         return {k: v for k, v in self.to_dict().items() if v is not None}
 
 
+SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Specs))
+"""The six metrics in spec order: the order of surrogate outputs and of eval's error columns."""
+
 _DB = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(dB|db|DB)?\s*$")
 _DEG = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(deg|degree|degrees|°)?\s*$")
 

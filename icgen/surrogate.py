@@ -23,10 +23,10 @@ import pandas as pd
 
 from .dataset import quantize
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from .score import LOG_METRICS, SHORTFALL_SCALE, Specs, metric_units
+from .score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
 from .tech import Technology
 
-OUTPUTS = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
+OUTPUTS = SPEC_KEYS
 
 
 @dataclass(frozen=True)
