@@ -19,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 
-from icgen.generate import generate  # noqa: E402
-from icgen.model import load_finetuned, run_config  # noqa: E402
-from icgen.simulate import SimConfig, simulate_many  # noqa: E402
-from icgen.tech import load_technology  # noqa: E402
-from icgen.train import TrainConfig, load_pairs  # noqa: E402
-from icgen.validate import range_problems  # noqa: E402
+from icgen.llm.complete import complete  # noqa: E402
+from icgen.llm.model import load_finetuned, run_config  # noqa: E402
+from icgen.sim.simulate import SimConfig, simulate_many  # noqa: E402
+from icgen.core.tech import load_technology  # noqa: E402
+from icgen.llm.train import TrainConfig, load_pairs  # noqa: E402
+from icgen.sim.validate import range_problems  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     pairs = load_pairs(config, args.split, args.n)
     model, tokenizer = load_finetuned(args.model)
     start = time.time()
-    completions = generate(model, tokenizer, [p["prompt"] for p in pairs], fmt=config.format,
+    completions = complete(model, tokenizer, [p["prompt"] for p in pairs], fmt=config.format,
                            batch_size=args.batch_size)
     generate_s = time.time() - start
     tech = load_technology("ptm65")
@@ -56,7 +56,7 @@ def main() -> None:
     valid = [r for _, r in rows if r is not None and r.status == "ok"]
     working = [r for r in valid if r.health.healthy]
     errors = {"gain_db": [], "ugb_log10": [], "pm_deg": [], "power_log10": []}
-    from icgen.dataset import load_dataset
+    from icgen.data.dataset import load_dataset
 
     table = load_dataset(config.data).set_index("index")
     for pair, result in rows:

@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_result  # noqa: E402
 
 from icgen import __version__  # noqa: E402
-from icgen.deck import render_circuit  # noqa: E402
-from icgen.dataset import random_designs  # noqa: E402
-from icgen.simulate import SimConfig, SimulatorPool, _control_block, make_backend, simulate_with  # noqa: E402
-from icgen.tech import load_technology  # noqa: E402
+from icgen.core.deck import render_circuit  # noqa: E402
+from icgen.core.sampling import random_designs  # noqa: E402
+from icgen.sim.backends import batch_control_block, make_backend  # noqa: E402
+from icgen.sim.simulate import SimConfig, SimulatorPool, simulate_with  # noqa: E402
+from icgen.core.tech import load_technology  # noqa: E402
 
 
 def _bare_batch(deck: str) -> float:
@@ -77,7 +78,7 @@ def main() -> None:
         list(pool.map(designs, config))
         pool_s = time.perf_counter() - started
     # bare ngspice -b on the same decks, same parallelism
-    decks = [c + _control_block(tech, config.sweep, "__AC__") for c in circuits]
+    decks = [c + batch_control_block(tech, config.sweep, "__AC__") for c in circuits]
     start = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as ex:
         list(ex.map(_bare_batch, decks))

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import write_result  # noqa: E402
 
-from icgen.dataset import load_dataset  # noqa: E402
-from icgen.evaluate import HAND_TARGETS, EvalConfig, heldout_targets  # noqa: E402
+from icgen.data.dataset import Dataset  # noqa: E402
+from icgen.eval.targets import HAND_TARGETS, EvalConfig, heldout_targets  # noqa: E402
 
 OPTIONS = {"gain_db": "--gain", "ugb_hz": "--ugb", "pm_deg": "--pm", "gm_db": "--gm", "bw3db_hz": "--bw",
            "power_w": "--power"}
@@ -40,10 +40,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     data = ROOT / "data" / "ptm65"
-    table = load_dataset(data)
-    splits = pd.read_parquet(data / "splits.parquet")
     targets = [(name, specs) for name, specs in HAND_TARGETS]
-    targets += [(t.name, t.specs) for t in heldout_targets(table, splits, EvalConfig(n=args.n_heldout, seed=1))]
+    targets += [(t.name, t.specs) for t in heldout_targets(Dataset(data), EvalConfig(n=args.n_heldout, seed=1))]
     icgen = str(Path(sys.executable).with_name("icgen"))
     rows = []
     for name, specs in targets:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 
-from icgen.train import (Collator, build_examples, hardware, load_base_model, load_config, load_pairs,  # noqa: E402
+from icgen.llm.train import (Collator, build_examples, hardware, load_base_model, load_config, load_pairs,  # noqa: E402
                          lora_config)
 
 

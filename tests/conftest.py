@@ -2,7 +2,8 @@ import shutil
 
 import pytest
 
-from icgen.tech import load_technology
+from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
+from icgen.core.tech import load_technology
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,14 +26,7 @@ def ptm65():
 @pytest.fixture(scope="session")
 def shipped_data():
     """The shipped ptm65 dataset: (every design, the splits, the heldout-train rows)."""
-    from pathlib import Path
+    from icgen.data.dataset import Dataset
 
-    import pandas as pd
-
-    from icgen.dataset import load_dataset
-
-    data = Path(__file__).resolve().parent.parent / "data" / "ptm65"
-    table = load_dataset(data)
-    splits = pd.read_parquet(data / "splits.parquet")
-    train = table[table["index"].isin(set(splits.loc[splits["heldout"] == "train", "index"]))]
-    return table, splits, train
+    data = Dataset(SHIPPED)
+    return data.table, data.splits, data.training_rows("heldout")

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.design import DESIGN_KEYS, METRIC_KEYS
+from icgen.core.design import DESIGN_KEYS, METRIC_KEYS
 
 from .test_parse import EXAMPLE_ANSWER
 

@@ -8,7 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from icgen.dataset import GenerateConfig, generate, sample_designs
+from icgen.core.sampling import sample_designs
+from icgen.data.generate import GenerateConfig, generate
 
 pytestmark = pytest.mark.ngspice
 ICGEN = [sys.executable, "-m", "icgen.cli"]

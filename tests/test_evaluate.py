@@ -5,12 +5,16 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
 from icgen.cli import main
-from icgen.design import DESIGN_KEYS, Design
-from icgen.evaluate import Context, EvalConfig, Target, heldout_targets, nearest_neighbour, relaxed_specs
-from icgen.score import shortfall
-from icgen.simulate import SimulatorPool, simulate
-from icgen.size import row_metrics
+from icgen.core.design import DESIGN_KEYS, Design
+from icgen.eval.methods import Context, nearest_neighbour
+from icgen.eval.outcome import Target
+from icgen.eval.targets import EvalConfig, heldout_targets, relaxed_specs
+from icgen.core.score import shortfall
+from icgen.data.dataset import Dataset
+from icgen.sim.simulate import SimulatorPool, simulate
+from icgen.data.dataset import metrics_of as row_metrics
 
 pytestmark = pytest.mark.ngspice
 
@@ -22,7 +26,7 @@ def data(shipped_data):
 
 def test_held_out_targets_are_met_by_the_designs_they_came_from(ptm65, data):
     table, splits, _ = data
-    targets = heldout_targets(table, splits, EvalConfig(n=5, seed=7))
+    targets = heldout_targets(Dataset(SHIPPED), EvalConfig(n=5, seed=7))
     assert len(targets) == 5 and all(t.kind == "heldout" for t in targets)
     test_index = set(splits.loc[splits["heldout"] == "test", "index"])
     for target in targets:
@@ -97,7 +101,8 @@ def test_model_methods_simulate_the_embedded_models_answers(tmp_path):
 
 
 def test_the_model_card_gets_one_closed_loop_section(tmp_path):
-    from icgen.evaluate import CARD_HEADING, Outcome, update_model_card
+    from icgen.eval.outcome import Outcome
+    from icgen.eval.report import CARD_HEADING, update_model_card
 
     card = tmp_path / "README.md"
     card.write_text("# Card\n\nbody\n\nClosed-loop results (designs simulated and scored against targets) are added "

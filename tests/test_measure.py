@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from icgen.measure import assess_health, measure
+from icgen.core.measure import assess_health, measure
 
 
 def three_pole(a0, poles_hz, f):

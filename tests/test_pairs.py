@@ -7,16 +7,17 @@ import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.dataset import load_dataset
-from icgen.design import EXAMPLE_DESIGN, Metrics
-from icgen.pairs import FORMATS, SEPARATOR, completion_text, export_pairs, make_pair, parse_completion
+from icgen.data.dataset import Dataset
+from icgen.core.design import EXAMPLE_DESIGN, Metrics
+from icgen.llm.pairs import FORMATS, SEPARATOR, completion_text, export_pairs, make_pair, parse_completion
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_dataset(DATA), pd.read_parquet(DATA / "splits.parquet")
+    data = Dataset(DATA)
+    return data.table, data.splits
 
 
 def test_shipped_dataset_has_8800_working_designs_and_keeps_the_rest(shipped):
@@ -26,7 +27,7 @@ def test_shipped_dataset_has_8800_working_designs_and_keeps_the_rest(shipped):
     working = table[table["working"]]
     assert (working["status"] == "ok").all() and working["healthy"].all()
     assert (working["gain_db"] > 0).all() and (working["pm_deg"] > 0).all() and working["ugb_hz"].notna().all()
-    meta = json.loads((DATA / "meta.json").read_text())
+    meta = Dataset(DATA).meta
     assert meta["counts"]["working"] == int(table["working"].sum()) and meta["seed"] == 0
 
 
@@ -49,7 +50,7 @@ def test_every_exported_completion_parses_back_to_its_design(shipped, fmt):
     by_index = table.set_index("index")
     total = 0
     for split in ("train", "validation", "test"):
-        for pair in export_pairs(table, splits, fmt, split):
+        for pair in export_pairs(Dataset(DATA), fmt, split):
             parsed = parse_completion(completion_text(pair), fmt)
             row = by_index.loc[pair["index"]]
             assert parsed.problems == [], (pair["index"], parsed.problems)

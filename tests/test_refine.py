@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from icgen.design import EXAMPLE_DESIGN, Metrics
-from icgen.evaluate import EvalConfig, heldout_targets
-from icgen.refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
-from icgen.score import Specs
-from icgen.simulate import SimulatorPool
-from icgen.size import SizeConfig, size
+from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
+from icgen.core.design import EXAMPLE_DESIGN, Metrics
+from icgen.data.dataset import Dataset
+from icgen.eval.targets import EvalConfig, heldout_targets
+from icgen.sizing.refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
+from icgen.core.score import Specs
+from icgen.sim.simulate import SimulatorPool
+from icgen.sizing.loop import SizeConfig, size
 
 
 
@@ -68,12 +70,12 @@ def test_jacobian_marks_failed_probes_unusable_and_broyden_matches_the_observed_
 @pytest.mark.ngspice
 def test_refinement_meets_more_held_out_targets_than_the_loop_without_it(ptm65, shipped_data):
     table, splits, train = shipped_data
-    targets = heldout_targets(table, splits, EvalConfig(split="validation", n=40, seed=3))
+    targets = heldout_targets(Dataset(SHIPPED), EvalConfig(split="validation", n=40, seed=3))
     met = {True: 0, False: 0}
     with SimulatorPool(workers=2) as pool:
         for refine in (True, False):
             for i, target in enumerate(targets):
-                result = size(target.specs, ptm65, SizeConfig(samples=0, refine=refine, seed=i), pool, table=train)
+                result = size(target.specs, ptm65, SizeConfig(samples=0, seed=i).without(*(() if refine else ('refine',))), pool, table=train)
                 assert result.simulations <= 20
                 met[refine] += result.met
     assert met[True] >= met[False] + 3, met

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from icgen.design import Metrics
-from icgen.score import SpecError, Specs, check_specs, parse_spec, rank_key, shortfall
+from icgen.core.design import Metrics
+from icgen.core.score import SpecError, Specs, check_specs, parse_spec, rank_key, shortfall
 
 METRICS = Metrics(gain_db=40.0, bw3db_hz=1e4, ugb_hz=1e6, pm_deg=60.0, gm_db=12.0, power_w=20e-6)
 
@@ -78,8 +78,8 @@ def test_vectorised_ranking_agrees_with_rank_key_on_dataset_rows(specs):
 
     import numpy as np
 
-    from icgen.dataset import load_dataset
-    from icgen.score import table_rank
+    from icgen.data.dataset import load_dataset
+    from icgen.core.score import table_rank
 
     table = load_dataset(Path(__file__).resolve().parent.parent / "data" / "ptm65")
     rows = table[table["working"]].sample(n=400, random_state=1)

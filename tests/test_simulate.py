@@ -1,12 +1,12 @@
 """Simulation on ngspice: the example point, a hand-checkable design, backend agreement, crash isolation."""
 import pytest
 
-from icgen.deck import render_circuit
-from icgen.design import EXAMPLE_DESIGN, Design
-from icgen.measure import hand_estimate
-from icgen.simulate import SimConfig, SimulatorPool, make_backend, simulate, simulate_with
+from icgen.core.deck import render_circuit
+from icgen.core.design import EXAMPLE_DESIGN, Design
+from icgen.core.measure import hand_estimate
+from icgen.sim.simulate import SimConfig, SimulatorPool, make_backend, simulate, simulate_with
 
-from icgen.dataset import random_designs
+from icgen.core.sampling import random_designs
 
 pytestmark = pytest.mark.ngspice
 

@@ -5,10 +5,10 @@ import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.design import Design
-from icgen.score import Specs, shortfall
-from icgen.simulate import SimulatorPool, simulate
-from icgen.size import SizeConfig, size
+from icgen.core.design import Design
+from icgen.core.score import Specs, shortfall
+from icgen.sim.simulate import SimulatorPool, simulate
+from icgen.sizing.loop import SizeConfig, size
 
 pytestmark = pytest.mark.ngspice
 

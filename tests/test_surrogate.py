@@ -10,12 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from icgen.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design  # noqa: E402
-from icgen.evaluate import EvalConfig, heldout_targets  # noqa: E402
-from icgen.score import Specs  # noqa: E402
-from icgen.simulate import SimulatorPool  # noqa: E402
-from icgen.size import SizeConfig, row_metrics, size  # noqa: E402
-from icgen import surrogate as sg  # noqa: E402
+from icgen.core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design  # noqa: E402
+from icgen.data.dataset import Dataset  # noqa: E402
+from icgen.data.dataset import metrics_of as row_metrics  # noqa: E402
+from icgen.eval.targets import EvalConfig, heldout_targets  # noqa: E402
+from icgen.core.score import Specs  # noqa: E402
+from icgen.sim.simulate import SimulatorPool  # noqa: E402
+from icgen.sizing.loop import SizeConfig, size  # noqa: E402
+from icgen.sizing import surrogate as sg  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "ptm65" / "surrogate" / "heldout"
 SMALL = sg.SurrogateConfig(hidden=64, layers=2, epochs=30)
@@ -92,12 +94,12 @@ def test_the_shipped_surrogate_matches_the_shipped_data_and_its_recorded_errors(
 def test_surrogate_steps_meet_more_held_out_targets_than_the_loop_without_them(ptm65, shipped_data):
     table, splits, train = shipped_data
     surrogate, _ = sg.load_surrogate(SHIPPED)
-    targets = heldout_targets(table, splits, EvalConfig(split="validation", n=60, seed=5))
+    targets = heldout_targets(Dataset(SHIPPED.parent.parent), EvalConfig(split="validation", n=60, seed=5))
     met = {True: 0, False: 0}
     with SimulatorPool(workers=2) as pool:
         for use in (True, False):
             for i, target in enumerate(targets):
-                result = size(target.specs, ptm65, SizeConfig(samples=0, surrogate=use, seed=i), pool, table=train,
+                result = size(target.specs, ptm65, SizeConfig(samples=0, seed=i).without(*(() if use else ('surrogate',))), pool, table=train,
                               load_surrogate=lambda: surrogate)
                 assert result.simulations <= 20
                 met[use] += result.met

@@ -2,9 +2,9 @@ import importlib.util
 
 import pytest
 
-from icgen.design import Design
-from icgen.simulate import simulate
-from icgen.tech import TechError, builtin_names, load_technology
+from icgen.core.design import Design
+from icgen.sim.simulate import simulate
+from icgen.core.tech import TechError, builtin_names, load_technology
 
 
 def test_builtin_technologies_are_listed():

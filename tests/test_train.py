@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from icgen.design import EXAMPLE_DESIGN, Metrics  # noqa: E402
-from icgen.model import load_finetuned, load_tokenizer, merge_run, model_info  # noqa: E402
-from icgen.pairs import make_pair  # noqa: E402
-from icgen.train import (Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair,  # noqa: E402
+from icgen.core.design import EXAMPLE_DESIGN, Metrics  # noqa: E402
+from icgen.llm.model import load_finetuned, load_tokenizer, merge_run, model_info  # noqa: E402
+from icgen.llm.pairs import make_pair  # noqa: E402
+from icgen.llm.train import (Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair,  # noqa: E402
                          train)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"

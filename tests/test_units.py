@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from icgen.units import UnitError, format_answer, format_si, format_spice, parse_quantity
+from icgen.core.units import UnitError, format_answer, format_si, format_spice, parse_quantity
 
 
 @pytest.mark.parametrize("text, unit, value", [

@@ -4,19 +4,22 @@
     compact  the same information in few tokens: "gain=64.09dB ugb=4.518MHz ..." -> "R0=3k C0=1p L1=622n ..."
     chat     {"messages": [system, user, assistant]} with the answer format as the assistant's reply
 
+Formats are looked up by name in `REGISTRY` (`pair_format(name)`); a new format is one new `PairFormat` entry.
 `make_pair(design, metrics, fmt)` builds one pair; `parse_completion(text, fmt)` reads a completion back.
 """
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import dataclass
+from typing import Callable
 
-from .deck import TEMPLATE, render_answer
-from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
-from .parse import ParsedAnswer, Problem, parse_answer
-from .units import UnitError, format_spice, parse_quantity
+from ..core.deck import TEMPLATE, render_answer
+from ..core.design import DESIGN_KEYS, Design, Metrics
+from ..core.errors import IcgenError
+from ..core.parse import ParsedAnswer, parse_answer, parse_compact
+from ..core.units import format_spice
+from ..data.dataset import Dataset, design_of, metrics_of
 
-FORMATS = ("seed", "compact", "chat")
 # Between prompt and completion: TRL glues plain-string prompt and completion with no separator.
 SEPARATOR = "\n"
 
@@ -92,55 +95,72 @@ def seed_completion(design: Design) -> str:
     return SEED_COMPLETION.format(netlist=netlist, vin=vin, vb1=vb1)
 
 
+class FormatError(IcgenError):
+    """A pair format that does not exist."""
+
+
+@dataclass(frozen=True)
+class PairFormat:
+    """One way of writing a spec -> sizing example: the prompt for a metric set, the pair, and the completion parser."""
+
+    name: str
+    """The format's name in configs and on the command line."""
+    prompt: Callable[[Metrics], str]
+    """The prompt for these metrics, ending with the separator."""
+    pair: Callable[[Design, Metrics], dict]
+    """One training example."""
+    parse: Callable[[str], ParsedAnswer]
+    """Read a completion back into a design."""
+    trainable: bool = True
+    """Whether `icgen train`'s prompt/completion trainer takes it (chat pairs are messages)."""
+
+
+def _seed_pair(design: Design, metrics: Metrics) -> dict:
+    return {"prompt": _seed_prompt(metrics), "completion": seed_completion(design)}
+
+
+def _seed_prompt(metrics: Metrics) -> str:
+    return SEED_PROMPT.format(metrics=seed_metrics_line(metrics)) + SEPARATOR
+
+
+def _compact_pair(design: Design, metrics: Metrics) -> dict:
+    return {"prompt": compact_prompt(metrics) + SEPARATOR, "completion": compact_completion(design)}
+
+
+def _chat_messages(metrics: Metrics) -> list[dict]:
+    return [{"role": "system", "content": CHAT_SYSTEM},
+            {"role": "user", "content": "Target metrics: " + seed_metrics_line(metrics)}]
+
+
+def _chat_pair(design: Design, metrics: Metrics) -> dict:
+    return {"messages": _chat_messages(metrics) + [{"role": "assistant", "content": render_answer(design)}]}
+
+
+REGISTRY: dict[str, PairFormat] = {f.name: f for f in (
+    PairFormat("seed", _seed_prompt, _seed_pair, parse_answer),
+    PairFormat("compact", lambda m: compact_prompt(m) + SEPARATOR, _compact_pair, parse_compact),
+    PairFormat("chat", lambda m: "\n".join(x["content"] for x in _chat_messages(m)) + SEPARATOR, _chat_pair,
+               parse_answer, trainable=False),
+)}
+FORMATS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def pair_format(name: str) -> PairFormat:
+    """The registered pair format of this name."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise FormatError(f"unknown format {name!r}; use one of {', '.join(FORMATS)}") from None
+
+
 def make_pair(design: Design, metrics: Metrics, fmt: str) -> dict:
     """One training example: {"prompt", "completion"} (seed, compact) or {"messages": [...]} (chat)."""
-    if fmt == "seed":
-        return {"prompt": SEED_PROMPT.format(metrics=seed_metrics_line(metrics)) + SEPARATOR,
-                "completion": seed_completion(design)}
-    if fmt == "compact":
-        return {"prompt": compact_prompt(metrics) + SEPARATOR, "completion": compact_completion(design)}
-    if fmt == "chat":
-        user = "Target metrics: " + seed_metrics_line(metrics)
-        return {"messages": [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": user},
-                             {"role": "assistant", "content": render_answer(design)}]}
-    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-_COMPACT_ITEM = re.compile(r"([A-Za-z]+\d*)\s*=\s*([^\s,;]+)")
-
-
-def parse_compact(text: str) -> ParsedAnswer:
-    """Read `R0=3k C0=1p L1=622n ...` back: every variable once, SPICE suffixes."""
-    out = ParsedAnswer()
-    for key, raw in _COMPACT_ITEM.findall(text):
-        if key not in DESIGN_KEYS:
-            out.problems.append(Problem(key, f"unknown variable; use {' '.join(DESIGN_KEYS)}"))
-            continue
-        if key in out.values:
-            out.problems.append(Problem(key, "given twice"))
-            continue
-        try:
-            value = parse_quantity(raw, VARIABLE_BY_KEY[key].answer_unit)
-        except UnitError as err:
-            out.problems.append(Problem(key, str(err)))
-            continue
-        if not math.isfinite(value):
-            out.problems.append(Problem(key, f"{raw!r} is not finite"))
-            continue
-        out.values[key] = value
-    missing = [k for k in DESIGN_KEYS if k not in out.values]
-    for key in missing:
-        out.problems.append(Problem(key, "missing"))
-    if not missing:
-        out.design = Design.from_dict(out.values)
-    return out
+    return pair_format(fmt).pair(design, metrics)
 
 
 def parse_completion(text: str, fmt: str) -> ParsedAnswer:
     """Parse a completion of the given format (chat: the assistant's text)."""
-    if fmt == "compact":
-        return parse_compact(text)
-    return parse_answer(text)
+    return pair_format(fmt).parse(text)
 
 
 def completion_text(pair: dict) -> str:
@@ -148,24 +168,12 @@ def completion_text(pair: dict) -> str:
     return pair["messages"][-1]["content"] if "messages" in pair else pair["completion"]
 
 
-def metrics_of(row) -> Metrics:
-    """Metrics of a dataset row (NaN means absent)."""
-    return Metrics(**{k: (None if (row[k] is None or math.isnan(row[k])) else float(row[k]))
-                      for k in ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db", "power_w")})
-
-
-def export_pairs(table, splits, fmt: str, split: str, kind: str = "heldout") -> list[dict]:
+def export_pairs(data: Dataset, fmt: str, split: str, kind: str = "heldout") -> list[dict]:
     """Pairs for the working rows of one split (train | validation | test) of a split kind (heldout | random)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if kind not in ("heldout", "random"):
-        raise ValueError(f"unknown split kind {kind!r}; use heldout or random")
-    chosen = set(splits.loc[splits[kind] == split, "index"].tolist())
-    rows = table[table["index"].isin(chosen) & table["working"]]
+    form = pair_format(fmt)
     pairs = []
-    for _, row in rows.iterrows():
-        design = Design(**{k: float(row[k]) for k in DESIGN_KEYS})
-        pair = make_pair(design, metrics_of(row), fmt)
+    for _, row in data.rows(split, kind).iterrows():
+        pair = form.pair(design_of(row), metrics_of(row))
         pair["index"] = int(row["index"])
         pairs.append(pair)
     return pairs

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, fields
 
 from .design import Metrics
+from .errors import SPEC_OPTIONS, IcgenError
+from .status import Status
 from .units import UnitError, parse_quantity
 
 # What one unit of shortfall is, per spec: a designer's sense of "equally far off".
@@ -21,8 +23,8 @@ UNHEALTHY_PENALTY = 1.0
 NOT_WORKING_PENALTY = 10.0
 
 
-class SpecError(ValueError):
-    """A spec that is malformed, impossible or contradictory."""
+class SpecError(IcgenError):
+    """A spec that is malformed, impossible or contradictory ({gain_db} etc. name the specs; see core.errors)."""
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,26 @@ class Specs:
 
     def __post_init__(self) -> None:
         if all(getattr(self, f.name) is None for f in fields(self)):
-            raise SpecError("give at least one spec, e.g. --gain 38dB --pm 52")
+            raise SpecError("give at least one spec, e.g. {gain_db} 38dB {pm_deg} 52")
         checks = [
-            ("gain_db", lambda v: -20 < v < 200, "--gain: {v:g} dB is not a reachable DC gain; use 0 to 200 dB"),
-            ("pm_deg", lambda v: 0 < v < 180, "--pm: {v:g} degrees is not a phase margin; use 0 to 180"),
-            ("gm_db", lambda v: 0 <= v < 200, "--gm: {v:g} dB is not a gain margin; use 0 to 200 dB"),
-            ("ugb_hz", lambda v: 0 < v < 1e12, "--ugb: {v:g} Hz is not a unity-gain bandwidth; use e.g. 10MHz"),
-            ("bw3db_hz", lambda v: 0 < v < 1e12, "--bw: {v:g} Hz is not a 3 dB bandwidth; use e.g. 100kHz"),
-            ("power_w", lambda v: 0 < v < 10, "--power: {v:g} W is not a power budget; use e.g. 50uW"),
+            ("gain_db", lambda v: -20 < v < 200, "{v:g} dB is not a reachable DC gain; use 0 to 200 dB"),
+            ("pm_deg", lambda v: 0 < v < 180, "{v:g} degrees is not a phase margin; use 0 to 180"),
+            ("gm_db", lambda v: 0 <= v < 200, "{v:g} dB is not a gain margin; use 0 to 200 dB"),
+            ("ugb_hz", lambda v: 0 < v < 1e12, "{v:g} Hz is not a unity-gain bandwidth; use e.g. 10MHz"),
+            ("bw3db_hz", lambda v: 0 < v < 1e12, "{v:g} Hz is not a 3 dB bandwidth; use e.g. 100kHz"),
+            ("power_w", lambda v: 0 < v < 10, "{v:g} W is not a power budget; use e.g. 50uW"),
         ]
         for key, ok, message in checks:
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and ok(value)):
-                raise SpecError(message.format(v=value))
+                raise SpecError("{" + key + "}: " + message.format(v=value))
         if self.ugb_hz is not None and self.bw3db_hz is not None and self.bw3db_hz >= self.ugb_hz:
-            raise SpecError(f"--bw {self.bw3db_hz:g} Hz is not below --ugb {self.ugb_hz:g} Hz: an amplifier's 3 dB "
-                            f"bandwidth lies below its unity-gain bandwidth")
+            raise SpecError(f"{{bw3db_hz}} {self.bw3db_hz:g} Hz is not below {{ugb_hz}} {self.ugb_hz:g} Hz: an "
+                            f"amplifier's 3 dB bandwidth lies below its unity-gain bandwidth")
         if (self.gain_db is not None and self.ugb_hz is not None and self.bw3db_hz is not None
                 and self.ugb_hz < self.bw3db_hz * 10 ** ((self.gain_db - 3) / 20) / 100):
-            raise SpecError("--gain, --bw and --ugb contradict each other: gain x bandwidth is far above the UGB")
+            raise SpecError("{gain_db}, {bw3db_hz} and {ugb_hz} contradict each other: gain x bandwidth is far above "
+                            "the UGB")
 
     def to_dict(self) -> dict[str, float | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -72,25 +75,33 @@ _DB = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(dB|db|DB)?
 _DEG = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(deg|degree|degrees|°)?\s*$")
 
 
-def parse_spec(option: str, text: str) -> float:
-    """A spec value with optional, checked units: --gain 38dB | 38; --pm 52deg | 52; --ugb 10MHz | 10e6; --power 50uW."""
-    option = option.lstrip("-")
-    if option in ("gain", "gm"):
+SPEC_KEY_BY_NAME = {name: key for key, name in SPEC_OPTIONS.items()}
+"""gain -> gain_db, ugb -> ugb_hz, ...: the short names people type."""
+
+
+def parse_spec(name: str, text: str) -> float:
+    """A spec value with optional, checked units: gain 38dB | 38; pm 52deg | 52; ugb 10MHz | 10e6; power 50uW.
+
+    `name` is a spec key (`gain_db`) or its short name (`gain`).
+    """
+    key = SPEC_KEY_BY_NAME.get(name.lstrip("-"), name)
+    field = "{" + key + "}"
+    if key in ("gain_db", "gm_db"):
         match = _DB.match(text)
         if not match:
-            raise SpecError(f"--{option}: {text!r} is not a gain in dB; use 38dB or 38")
+            raise SpecError(f"{field}: {text!r} is not a gain in dB; use 38dB or 38")
         return float(match.group(1))
-    if option == "pm":
+    if key == "pm_deg":
         match = _DEG.match(text)
         if not match:
-            raise SpecError(f"--pm: {text!r} is not a phase in degrees; use 52deg or 52")
+            raise SpecError(f"{field}: {text!r} is not a phase in degrees; use 52deg or 52")
         return float(match.group(1))
-    unit = {"ugb": "Hz", "bw": "Hz", "power": "W"}[option]
+    unit = {"ugb_hz": "Hz", "bw3db_hz": "Hz", "power_w": "W"}[key]
     try:
         return parse_quantity(text, unit)
     except UnitError as err:
         example = "10MHz or 10e6" if unit == "Hz" else "50uW or 50e-6"
-        raise SpecError(f"--{option}: {text!r} is not a {'frequency' if unit == 'Hz' else 'power'}; use {example}") \
+        raise SpecError(f"{field}: {text!r} is not a {'frequency' if unit == 'Hz' else 'power'}; use {example}") \
             from err
 
 
@@ -133,7 +144,12 @@ def check_specs(metrics: Metrics | None, specs: Specs) -> list[SpecCheck]:
     return checks
 
 
-def shortfall(metrics: Metrics | None, specs: Specs, status: str = "ok", healthy: bool = True) -> float:
+def healthy_result(result) -> bool:
+    """Whether a simulation result has a healthy operating point (no railed output, every device saturated)."""
+    return bool(result.health and result.health.healthy)
+
+
+def shortfall(metrics: Metrics | None, specs: Specs, status: str = Status.OK, healthy: bool = True) -> float:
     """0 when every spec holds on a healthy working amplifier; otherwise the summed normalised shortfall."""
     total = 0.0
     for check in check_specs(metrics, specs):
@@ -143,7 +159,7 @@ def shortfall(metrics: Metrics | None, specs: Specs, status: str = "ok", healthy
             total += 1.0
         else:
             total += -check.margin / SHORTFALL_SCALE.get(check.key, 1.0)
-    if status != "ok":
+    if status != Status.OK:
         total += NOT_WORKING_PENALTY
     elif not healthy:
         total += UNHEALTHY_PENALTY

@@ -9,25 +9,39 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from .design import DESIGN_KEYS, Design
+from .errors import IcgenError
+from .paths import SPICE_DIR
 
 DEFAULT_TECH = "ptm65"
 
 
-class TechError(ValueError):
+class TechError(IcgenError):
     """A technology that cannot be found or whose descriptor is wrong."""
 
 
 def spice_dir() -> Path:
     """The folder of built-in technology descriptors and model files (`spice/` in the repository)."""
-    installed = Path(__file__).resolve().parent / "spice"
-    if installed.is_dir():
-        return installed
-    return Path(__file__).resolve().parent.parent / "spice"
+    return SPICE_DIR
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes (and pickles, so a Technology crosses to simulator workers)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a technology's mappings are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=lambda kv: str(kv[0]))))
 
 
 @dataclass(frozen=True)
@@ -48,8 +62,8 @@ class Technology:
     """Supply voltage."""
     cl_f: float
     """Load capacitance on VOUT."""
-    bounds: dict[str, tuple[float, float]]
-    """Allowed range of each design variable, SI units."""
+    bounds: Mapping[str, tuple[float, float]]
+    """Allowed range of each design variable, SI units (read-only)."""
     corner: str | None = None
     """Library section to load with `.lib FILE CORNER`; None means `.include FILE`."""
     corners: tuple[str, ...] = ()
@@ -62,17 +76,17 @@ class Technology:
     """How ngspice names an operating-point parameter of a device; {instance} is e.g. m1."""
     includes: tuple[str, ...] = ()
     """Model files to `.include` instead of model_file, absolute paths; `{corner}` is replaced by the corner."""
-    params: dict[str, float] = field(default_factory=dict)
+    params: Mapping[str, float] = field(default_factory=dict)
     """`.param` lines the included models need (e.g. sky130's Monte Carlo switches off)."""
     descriptor: Path | None = None
     """The YAML file this came from."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
     """Other keys of the descriptor, kept for provenance."""
 
     def __post_init__(self) -> None:
-        if not self.model_file.is_file():
-            raise TechError(f"technology {self.name}: model file {self.model_file} does not exist; fix model_file "
-                            f"in {self.descriptor or 'the descriptor'}")
+        """Checks of the values alone; `check_files` looks at the disk."""
+        for name in ("bounds", "params", "extra"):  # frozen all the way down
+            object.__setattr__(self, name, FrozenDict(getattr(self, name)))
         if not (0.3 <= self.vdd_v <= 10):
             raise TechError(f"technology {self.name}: vdd_v={self.vdd_v} is not a supply voltage; use e.g. 1.2")
         if not (0 < self.cl_f < 1e-6):
@@ -85,19 +99,26 @@ class Technology:
                 raise TechError(f"technology {self.name}: bounds of {key} must be [low, high] with low < high")
             if key not in ("VIN", "VB1") and low <= 0:
                 raise TechError(f"technology {self.name}: bounds of {key} must be positive")
+        if self.corner is not None and self.corners and self.corner not in self.corners:
+            raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
+
+    def check_files(self) -> "Technology":
+        """This technology, or a TechError naming the model file that does not exist."""
+        if not self.model_file.is_file():
+            raise TechError(f"technology {self.name}: model file {self.model_file} does not exist; fix model_file "
+                            f"in {self.descriptor or 'the descriptor'}")
         for include in self.includes:
             path = Path(include.format(corner=self.corner or ""))
             if not path.is_file():
                 raise TechError(f"technology {self.name}: included model file {path} does not exist")
-        if self.corner is not None and self.corners and self.corner not in self.corners:
-            raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
+        return self
 
     def with_corner(self, corner: str) -> "Technology":
         """The same technology at another process corner (sky130: tt ff ss sf fs)."""
         if corner not in self.corners:
             offered = ", ".join(self.corners) or "none"
             raise TechError(f"technology {self.name} has no corner {corner!r}; corners: {offered}")
-        return Technology(**{**self.__dict__, "corner": corner})
+        return Technology(**{**self.__dict__, "corner": corner}).check_files()
 
     def model_lines(self) -> list[str]:
         """The deck lines that load the models: .param + .include list, `.lib FILE CORNER`, or `.include FILE`."""
@@ -199,10 +220,13 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
     params = raw.get("params") or {}
     if not isinstance(includes, list) or not isinstance(params, dict):
         raise TechError(f"{path}: includes must be a list of files and params a mapping of name to number")
+    model_file = _resolve_model_file(str(raw["model_file"]), path.parent)
+    if not model_file.is_file():  # before the values, as the first thing a user of a new descriptor gets wrong
+        raise TechError(f"technology {raw['name']}: model file {model_file} does not exist; fix model_file in {path}")
     tech = Technology(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
-        model_file=_resolve_model_file(str(raw["model_file"]), path.parent),
+        model_file=model_file,
         nmos=str(raw["nmos"]), pmos=str(raw["pmos"]),
         vdd_v=_as_float(raw["vdd_v"], f"{path}: vdd_v"), cl_f=_as_float(raw["cl_f"], f"{path}: cl_f"),
         bounds=bounds,
@@ -215,4 +239,4 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
         descriptor=path.resolve(),
         extra={k: v for k, v in raw.items() if k not in known},
     )
-    return tech.with_corner(corner) if corner else tech
+    return tech.with_corner(corner) if corner else tech.check_files()

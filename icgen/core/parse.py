@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .deck import DEVICE_BY_NAME, PASSIVES, TEMPLATE
-from .design import DESIGN_KEYS, Design, DesignError
+from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, DesignError
 from .units import UnitError, parse_quantity
 
 _QTY = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[ \t]*[A-Za-zµΩ]+(?!\w))?"
@@ -203,3 +203,33 @@ def read_design_file(path: str | Path) -> ParsedAnswer:
         except json.JSONDecodeError as err:
             return ParsedAnswer(problems=[Problem(f"line {err.lineno}", f"not valid JSON: {err.msg}")])
     return parse_answer(text)
+
+
+_COMPACT_ITEM = re.compile(r"([A-Za-z]+\d*)\s*=\s*([^\s,;]+)")
+
+
+def parse_compact(text: str) -> ParsedAnswer:
+    """Read `R0=3k C0=1p L1=622n ...` back: every variable once, SPICE suffixes."""
+    out = ParsedAnswer()
+    for key, raw in _COMPACT_ITEM.findall(text):
+        if key not in DESIGN_KEYS:
+            out.problems.append(Problem(key, f"unknown variable; use {' '.join(DESIGN_KEYS)}"))
+            continue
+        if key in out.values:
+            out.problems.append(Problem(key, "given twice"))
+            continue
+        try:
+            value = parse_quantity(raw, VARIABLE_BY_KEY[key].answer_unit)
+        except UnitError as err:
+            out.problems.append(Problem(key, str(err)))
+            continue
+        if not math.isfinite(value):
+            out.problems.append(Problem(key, f"{raw!r} is not finite"))
+            continue
+        out.values[key] = value
+    missing = [k for k in DESIGN_KEYS if k not in out.values]
+    for key in missing:
+        out.problems.append(Problem(key, "missing"))
+    if not missing:
+        out.design = Design.from_dict(out.values)
+    return out

@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from .errors import IcgenError
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -46,7 +48,7 @@ METRIC_LABELS = {"gain_db": "DC gain", "bw3db_hz": "3 dB bandwidth", "ugb_hz": "
                  "pm_deg": "Phase margin", "gm_db": "Gain margin", "power_w": "Power"}
 
 
-class DesignError(ValueError):
+class DesignError(IcgenError):
     """A design that is incomplete or not made of finite numbers."""
 
 

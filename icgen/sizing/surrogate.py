@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dataset import quantize
-from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from .score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
-from .tech import Technology
+from ..core.sampling import quantize
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
+from ..core.tech import Technology
+from ..data.dataset import Dataset
 
 OUTPUTS = SPEC_KEYS
 
@@ -34,12 +35,17 @@ class SurrogateConfig:
     """The network and its fit: an MLP of `layers` SiLU layers, Adam, mean-squared error in normalised units."""
 
     hidden: int = 256
+    """Width of each hidden layer."""
     layers: int = 3
+    """Hidden layers."""
     epochs: int = 200
-    """200 epochs over the 7374 heldout-train designs: 22 s on 2 CPU cores."""
+    """Passes over the training designs."""
     batch: int = 256
+    """Designs per optimiser step."""
     learning_rate: float = 1e-3
+    """Adam's learning rate."""
     seed: int = 0
+    """Seed of initialisation and batch order."""
 
 
 def design_features(designs: pd.DataFrame | list[Design]) -> np.ndarray:
@@ -226,7 +232,7 @@ def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: Surroga
         except (OSError, KeyError, ValueError, RuntimeError):
             pass  # unreadable or stale: fit again
     if log:
-        log(f"fitting the simulator surrogate on {len(rows)} training designs (once; about 20 s on 2 cores)")
+        log(f"fitting the simulator surrogate on {len(rows)} training designs (once; it is cached beside the data)")
     started = time.perf_counter()
     surrogate = fit_surrogate(rows, config)
     provenance = {"what": "MLP surrogate of the ngspice metrics of the two-stage op-amp (icgen.surrogate)",
@@ -240,3 +246,28 @@ def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: Surroga
         except OSError:
             pass  # a read-only dataset: keep the fit in memory only
     return surrogate
+
+
+def surrogate_loader(data: Dataset, kind: str = "heldout", log=None):
+    """A callable giving the simulator surrogate of a dataset's training rows of one split kind (cached in the
+    dataset folder, refitted when the rows change), or None when torch is not installed (the loop then refines by
+    the designer's directions alone)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+
+    def load() -> Surrogate:
+        train = data.training_rows(kind)
+        return surrogate_for(train[train["working"]], data.surrogate_dir(kind), check_rows=data.rows("validation", kind),
+                             log=log)
+    return load
+
+
+def surrogate_provenance(data: Dataset, kind: str = "heldout") -> dict | None:
+    """What the cached surrogate was fitted on and how well it predicts the validation designs."""
+    meta = data.surrogate_dir(kind) / "meta.json"
+    if not meta.is_file():
+        return None
+    recorded = json.loads(meta.read_text())
+    return {k: recorded.get(k) for k in ("fingerprint", "rows", "median_abs_error_on_check_rows", "check_rows")}

@@ -23,24 +23,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .deck import OP_PARAMETERS, TEMPLATE, Sweep, device_parameter, render_circuit
-from .design import Design, Metrics
-from .measure import Health, assess_health, measure
-from .tech import Technology, load_technology
+from ..core.deck import OP_PARAMETERS, TEMPLATE, Sweep, device_parameter, render_circuit
+from ..core.design import Design, Metrics
+from ..core.measure import Health, assess_health, measure
+from ..core.status import Status
+from ..core.tech import Technology, load_technology
+from .backends import BACKENDS, make_backend
 
-BACKENDS = ("shared", "batch")
-# libngspice's OpenMP threads fight over the cores when every worker has them: 40x slower under load.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@dataclass(frozen=True)
-class RawSimulation:
-    """What a backend returns: op values keyed like `vout`, `M1.vdsat`, the AC sweep, or an error message."""
-
-    op: dict[str, float] = field(default_factory=dict)
-    frequency_hz: np.ndarray | None = None
-    response: np.ndarray | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +37,7 @@ class SimResult:
     """One simulated design: status (ok | not_amplifier | failed), reason, metrics, health, and the sweep."""
 
     design: Design
-    status: str
+    status: Status
     reason: str | None
     metrics: Metrics | None
     health: Health | None
@@ -64,7 +53,7 @@ class SimResult:
         out: dict[str, Any] = {
             "design": self.design.to_dict(),
             "metrics": self.metrics.to_dict() if self.metrics else None,
-            "status": self.status, "reason": self.reason,
+            "status": str(self.status), "reason": self.reason,
             "health": self.health.to_dict() if self.health else None,
             "tech": self.tech, "testbench": self.testbench, "backend": self.backend, "seconds": self.seconds,
         }
@@ -72,162 +61,6 @@ class SimResult:
             out["sweep"] = {"frequency_hz": self.frequency_hz.tolist(), "real": self.response.real.tolist(),
                             "imag": self.response.imag.tolist()}
         return out
-
-
-# ----------------------------------------------------------------------------- backends
-
-def _op_keys(tech: Technology) -> list[tuple[str, str]]:
-    """(our key, ngspice vector name) for every op value read."""
-    keys = [("vout", "v(vout)"), ("vnet3", "v(net3)"), ("vnet2", "v(net2)"), ("vnet1", "v(net1)"),
-            ("ivdd", "i(vdd)")]
-    for d in TEMPLATE:
-        keys += [(f"{d.name}.{p}", device_parameter(d, tech, p)) for p in OP_PARAMETERS]
-    return keys
-
-
-def _is_real_error(line: str) -> bool:
-    """ngspice stderr lines that mean failure; 'Note:' (gmin stepping, init file) and warnings do not."""
-    text = line.strip()
-    if not text or text.startswith(("Warning:", "Note:", "warning:", "Using ")):
-        return False
-    benign = ("Unsupported Ngspice version", "Supplies reduced", "gmin stepping", "source stepping",
-              "Trying gmin", "Trying source", "toxe, toxp and dtox")
-    return not any(b in text for b in benign)
-
-
-class SharedBackend:
-    """ngspice as a shared library through PySpice, with PySpice's stderr-is-error rule replaced by ours."""
-
-    name = "shared"
-
-    def __init__(self) -> None:
-        import logging
-
-        from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi, ffi_string_utf8
-
-        logging.getLogger("PySpice").setLevel(logging.CRITICAL)
-        self._ffi = ffi
-
-        class _Ngspice(NgSpiceShared):
-            @staticmethod
-            def _send_char(message_c, ngspice_id, user_data):  # noqa: ARG004 - ngspice's callback signature
-                self_ = ffi.from_handle(user_data)
-                prefix, _, content = ffi_string_utf8(message_c).partition(" ")
-                (self_._stderr if prefix == "stderr" else self_._stdout).append(content)
-                return 0
-
-        self._ng = _Ngspice(ngspice_id=0)
-        self._lib = self._ng._ngspice_shared
-        self._ng.exec_command("set num_threads=1")
-
-    def _command(self, command: str) -> list[str]:
-        """Run a command; return the stderr lines that are real errors."""
-        self._ng.clear_output()
-        self._lib.ngSpice_Command(command.encode("ascii"))
-        return [line for line in self._ng._stderr if _is_real_error(line)]
-
-    def _vector(self, name: str) -> np.ndarray | None:
-        ffi = self._ffi
-        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
-        if info == ffi.NULL or info.v_length <= 0:
-            return None
-        n = info.v_length
-        if info.v_compdata != ffi.NULL:
-            return np.frombuffer(ffi.buffer(info.v_compdata, n * 16), dtype=np.complex128).copy()
-        if info.v_realdata == ffi.NULL:
-            return None
-        return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
-
-    def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
-        try:
-            self._ng.clear_output()
-            self._ng.load_circuit(circuit + ".end\n")
-            errors = [line for line in self._ng._stderr if _is_real_error(line)]
-            if errors:
-                return RawSimulation(error="; ".join(errors[:3]))
-            errors = self._command("op")
-            op: dict[str, float] = {}
-            for key, name in _op_keys(tech):
-                vec = self._vector(name)
-                if vec is None or vec.size == 0:
-                    return RawSimulation(error="; ".join(errors[:3]) or f"operating point did not converge ({name})")
-                op[key] = float(np.real(vec[0]))
-            errors = self._command(sweep.command())
-            frequency, response = self._vector("frequency"), self._vector("v(vout)")
-            if frequency is None or response is None or len(frequency) < 2:
-                return RawSimulation(op=op, error="; ".join(errors[:3]) or "AC analysis produced no sweep")
-            return RawSimulation(op=op, frequency_hz=np.real(frequency), response=response.astype(complex))
-        finally:
-            self._command("destroy all")
-            self._command("remcirc")
-
-
-class BatchBackend:
-    """`ngspice -b` on the same circuit, op values printed, the AC sweep written with wrdata."""
-
-    name = "batch"
-
-    def __init__(self, executable: str = "ngspice", timeout_s: float = 60.0) -> None:
-        path = shutil.which(executable)
-        if path is None:
-            raise RuntimeError(f"{executable} not found; install Debian's ngspice (apt-get install ngspice)")
-        self.executable = path
-        self.timeout_s = timeout_s
-
-    def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
-        with tempfile.TemporaryDirectory(prefix="icgen-") as tmp:
-            ac_file = Path(tmp) / "ac.txt"
-            deck_file = Path(tmp) / "deck.cir"
-            deck_file.write_text(circuit + _control_block(tech, sweep, str(ac_file)))
-            try:
-                proc = subprocess.run([self.executable, "-b", str(deck_file)], capture_output=True, text=True,
-                                      timeout=self.timeout_s, cwd=tmp, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            except subprocess.TimeoutExpired:
-                return RawSimulation(error=f"ngspice -b timed out after {self.timeout_s:g} s")
-            values = _parse_prints(proc.stdout)
-            op = {}
-            for key, name in _op_keys(tech):
-                if name.lower() not in values:
-                    errors = [line for line in proc.stderr.splitlines() if _is_real_error(line)]
-                    return RawSimulation(error="; ".join(errors[:3]) or f"operating point did not converge ({name})")
-                op[key] = values[name.lower()]
-            if not ac_file.is_file():
-                return RawSimulation(op=op, error="AC analysis produced no sweep")
-            data = np.loadtxt(ac_file, ndmin=2)
-            return RawSimulation(op=op, frequency_hz=data[:, 0], response=data[:, 1] + 1j * data[:, 2])
-
-
-def _control_block(tech: Technology, sweep: Sweep, ac_file: str) -> str:
-    prints = "\n".join(f"print {name}" for _, name in _op_keys(tech))
-    return (".control\nset num_threads=1\nop\n" + prints + "\n" + sweep.command() + "\n"
-            + f"set wr_singlescale\nwrdata {ac_file} v(vout)\nquit\n.endc\n.end\n")
-
-
-def _parse_prints(stdout: str) -> dict[str, float]:
-    values = {}
-    for line in stdout.splitlines():
-        name, sep, value = line.partition(" = ")
-        if sep:
-            try:
-                values[name.strip().lower()] = float(value.split()[0])
-            except (ValueError, IndexError):
-                continue
-    return values
-
-
-_SHARED: SharedBackend | None = None
-
-
-def make_backend(name: str):
-    """The backend by name; libngspice can be loaded once per process, so `shared` is a per-process singleton."""
-    global _SHARED
-    if name == "shared":
-        if _SHARED is None:
-            _SHARED = SharedBackend()
-        return _SHARED
-    if name == "batch":
-        return BatchBackend()
-    raise ValueError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
 
 
 # ----------------------------------------------------------------------------- one design
@@ -257,15 +90,15 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
     raw = backend.run(circuit, config.tech, config.sweep)
     common = dict(design=design, tech=config.tech.name, testbench=config.testbench, backend=backend.name)
     if raw.error is not None and not raw.op:
-        return SimResult(status="failed", reason=raw.error, metrics=None, health=None,
+        return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=None,
                          seconds=time.perf_counter() - start, **common)
     health = assess_health(raw.op, config.tech.vdd_v)
     power_w = config.tech.vdd_v * abs(raw.op["ivdd"])
     if raw.error is not None:
-        return SimResult(status="failed", reason=raw.error, metrics=None, health=health,
+        return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=health,
                          seconds=time.perf_counter() - start, **common)
     metrics, reason = measure(raw.frequency_hz, raw.response, power_w)
-    return SimResult(status="ok" if reason is None else "not_amplifier", reason=reason, metrics=metrics,
+    return SimResult(status=Status.OK if reason is None else Status.NOT_AMPLIFIER, reason=reason, metrics=metrics,
                      health=health, seconds=time.perf_counter() - start, frequency_hz=raw.frequency_hz,
                      response=raw.response, **common)
 
@@ -288,7 +121,7 @@ def _worker_main(conn, backend_name: str) -> None:
         try:
             result = simulate_with(backend, design, config)
         except Exception as err:  # a bug in measurement must not kill the run; report it on the design
-            result = SimResult(design=design, status="failed", reason=f"{type(err).__name__}: {err}", metrics=None,
+            result = SimResult(design=design, status=Status.FAILED, reason=f"{type(err).__name__}: {err}", metrics=None,
                                health=None, tech=config.tech.name, testbench=config.testbench,
                                backend=backend_name, seconds=0.0)
         conn.send((index, result))
@@ -363,7 +196,7 @@ class SimulatorPool:
 
     def _lost(self, worker: _Worker, why: str) -> tuple[int, SimResult]:
         index, design, config, _ = worker.task
-        result = SimResult(design=design, status="failed", reason=why, metrics=None, health=None,
+        result = SimResult(design=design, status=Status.FAILED, reason=why, metrics=None, health=None,
                            tech=config.tech.name, testbench=config.testbench, backend=self.backend,
                            seconds=time.perf_counter() - worker.started)
         return index, result

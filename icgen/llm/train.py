@@ -20,15 +20,15 @@ from typing import Any
 
 import yaml
 
-from .model import DEFAULT_BASE, BaseModel, resolve_base
+from ..core.errors import ConfigError
+from ..core.paths import CONFIG_DIR
+from ..data.dataset import Dataset, DatasetError
+from .model import DEFAULT_BASE, base_folder
+from .pairs import REGISTRY, export_pairs
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-FORMATS = ("compact", "seed")
+FORMATS = tuple(name for name, f in REGISTRY.items() if f.trainable)
+"""Pair formats the prompt/completion trainer takes."""
 QUANT = ("auto", "nf4", "none")
-
-
-class ConfigError(ValueError):
-    """A training configuration that is invalid."""
 
 
 @dataclass(frozen=True)
@@ -223,49 +223,17 @@ class Collator:
 def load_pairs(config: TrainConfig, split: str, subset: int | None) -> list[dict]:
     """The dataset's pairs for one split, shuffled with the config's seed, first `subset` of them."""
     import numpy as np
-    import pandas as pd
 
-    from .dataset import load_dataset
-    from .pairs import export_pairs
-
-    folder = Path(config.data)
-    if not (folder / "designs.parquet").is_file() or not (folder / "splits.parquet").is_file():
-        raise ConfigError(f"data={folder}: needs designs.parquet and splits.parquet (icgen data generate)")
-    pairs = export_pairs(load_dataset(folder), pd.read_parquet(folder / "splits.parquet"), config.format, split,
-                         config.split_kind)
+    try:
+        pairs = export_pairs(Dataset(config.data).require(), config.format, split, config.split_kind)
+    except DatasetError as err:
+        raise ConfigError(f"data={config.data}: {err}") from err
     order = np.random.default_rng(config.seed).permutation(len(pairs))
     pairs = [pairs[i] for i in order]
     return pairs[:subset] if subset else pairs
 
 
 # ----------------------------------------------------------------------------- model
-
-def gguf_to_folder(base: BaseModel, cache: Path | None = None) -> Path:
-    """Dequantise a GGUF base once into a plain Hugging Face folder (fp32 weights + tokenizer), cached."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache = cache or Path(os.environ.get("ICGEN_CACHE", Path.home() / ".cache" / "icgen"))
-    target = cache / (Path(base.gguf_file).stem + "-hf")
-    if (target / "config.json").is_file():
-        return target
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = AutoModelForCausalLM.from_pretrained(base.path, gguf_file=base.gguf_file, dtype=torch.float32)
-    if getattr(model, "hf_quantizer", None) is not None:  # GGUF-loaded weights are plain tensors: allow saving
-        model.hf_quantizer.remove_quantization_config(model)
-    tokenizer = AutoTokenizer.from_pretrained(base.path, gguf_file=base.gguf_file)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
-    return target
-
-
-def base_folder(name: str) -> str:
-    """A folder or hub id that from_pretrained can load without GGUF handling."""
-    base = resolve_base(name)
-    return str(gguf_to_folder(base)) if base.gguf_file else base.path
-
 
 def use_nf4(config: TrainConfig) -> bool:
     import torch

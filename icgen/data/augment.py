@@ -25,56 +25,21 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-from .dataset import (TABLE, _part_files, _write_atomic, _write_json_atomic, base_table, load_dataset, quantize,
-                      simulate_chunk)
-from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from .simulate import SimConfig, SimulatorPool
-from .splits import SPLITS
-from .tech import Technology, load_technology
+from .dataset import Dataset, design_of, part_files, with_augments
+from .generate import base_table, simulate_chunk
+from ..core.io import write_json_atomic, write_parquet_atomic
+from ..core.sampling import Radius, local_sweep
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..sim.simulate import SimConfig, SimulatorPool
+from ..core.parse import parse_answer, parse_compact, parse_design_json
+from ..core.tech import load_technology
 
-AUGMENT = "augment"
-RUNS = "runs.json"
 INDEX_BASE = 1_000_000_000  # augmented rows are numbered apart from the sampled ones
 INDEX_PER_RUN = 1_000_000
 SPARSE_BELOW = 3
 GAIN_EDGES_DB = np.arange(0, 101, 10)
 UGB_EDGES_LOG10 = np.arange(2, 10.01, 0.5)
 PM_EDGES_DEG = np.arange(0, 181, 15)
-
-
-@dataclass(frozen=True)
-class Radius:
-    """How far a local sweep reaches: R0, C0, L, W within ×/÷ (1 + relative); voltages within ± volts."""
-
-    relative: float = 0.25
-    """Multiplicative half-width for R0, C0, L and W (0.25: from centre/1.25 to centre*1.25)."""
-    volts: float = 0.05
-    """Additive half-width for VIN and VB1."""
-
-    def __post_init__(self) -> None:
-        if not (0 < self.relative <= 10):
-            raise ValueError("--radius must be in (0, 10]")
-        if not (0 < self.volts <= 1):
-            raise ValueError("--radius-v must be in (0, 1] volt")
-
-
-def local_sweep(center: Design, tech: Technology, n: int, seed: int, radius: Radius) -> list[Design]:
-    """n designs spread (scrambled Sobol) over the box of `radius` around `center`, rounded and inside bounds."""
-    sobol = qmc.Sobol(d=len(DESIGN_KEYS), scramble=True, seed=seed)
-    unit = sobol.random(n) * 2 - 1
-    values = center.to_dict()
-    designs = []
-    for row in unit:
-        out = {}
-        for j, key in enumerate(DESIGN_KEYS):
-            if VARIABLE_BY_KEY[key].log_scale:
-                raw = values[key] * math.exp(row[j] * math.log1p(radius.relative))
-            else:
-                raw = values[key] + row[j] * radius.volts
-            low, high = tech.bounds[key]
-            out[key] = min(max(quantize(key, raw), low), high)
-        designs.append(Design(**out))
-    return designs
 
 
 def coverage_cells(table: pd.DataFrame) -> pd.Series:
@@ -104,13 +69,11 @@ def sparse_centers(table: pd.DataFrame, max_centers: int, seed: int) -> list[Des
     sparse = [i for i, k in enumerate(keys) if cells[k] < SPARSE_BELOW]
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.permutation(sparse)[:max_centers].tolist())
-    return [Design(**{k: float(work.loc[i, k]) for k in DESIGN_KEYS}) for i in chosen]
+    return [design_of(work.loc[i]) for i in chosen]
 
 
 def read_centers(path: str | Path) -> list[Design]:
     """Designs to sweep around: JSON (a design, {"design": ...}, or a list), JSONL, or an answer-format text."""
-    from .pairs import parse_compact
-    from .parse import parse_answer, parse_design_json
 
     text = Path(path).read_text()
     stripped = text.strip()
@@ -140,37 +103,22 @@ def read_centers(path: str | Path) -> list[Design]:
     return designs
 
 
-def _runs(out: Path) -> list[dict]:
-    path = out / AUGMENT / RUNS
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
-def with_augments(base: pd.DataFrame, out: Path) -> pd.DataFrame:
-    """The base table plus every finished augmentation part, in run order, without duplicate designs."""
-    frames = [base]
-    for run in _runs(out):
-        parts_dir = out / AUGMENT / run["id"] / "parts"
-        frames += [pd.read_parquet(p) for _, _, p in _part_files(out, parts_dir)]
-    table = pd.concat(frames, ignore_index=True)
-    return table.drop_duplicates(subset=list(DESIGN_KEYS), keep="first").reset_index(drop=True)
-
-
-def augment(out: str | Path, centers: list[Design], center_source: str, n_per_center: int, radius: Radius,
+def augment(out: str | Path | Dataset, centers: list[Design], center_source: str, n_per_center: int, radius: Radius,
             seed: int, kind: str, workers: int | None = None, chunk: int = 256,
             progress: Callable[[int, int], None] | None = None) -> dict:
     """Sweep around `centers`, simulate what is new, append to the dataset; returns counts and coverage."""
-    out = Path(out)
-    meta = json.loads((out / "meta.json").read_text())
+    data = out if isinstance(out, Dataset) else Dataset(out)
+    meta = data.meta
     descriptor = meta["technology"].get("descriptor")
     tech = load_technology(descriptor if descriptor and Path(descriptor).is_file() else meta["technology"]["name"])
     n_working = int(meta["n_working"])
-    before_table = load_dataset(out)
+    before_table = data.table
     before = coverage(before_table)
     args = {"kind": kind, "source": center_source, "n_per_center": n_per_center, "radius": asdict(radius),
             "seed": seed, "centers": [c.to_dict() for c in centers]}
     run_id = f"{kind}-{hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:10]}"
-    runs = _runs(out)
-    run_dir = out / AUGMENT / run_id
+    runs = data.augment_runs()
+    run_dir = data.augment_run_dir(run_id)
     if run_id not in [r["id"] for r in runs]:
         # the candidate list is fixed once, before any simulation: resuming re-reads it
         existing = {tuple(row) for row in before_table[list(DESIGN_KEYS)].itertuples(index=False)}
@@ -187,13 +135,13 @@ def augment(out: str | Path, centers: list[Design], center_source: str, n_per_ce
         run_dir.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame([{**d.to_dict(), "source": s} for d, s in candidates],
                              columns=list(DESIGN_KEYS) + ["source"])
-        _write_atomic(frame, run_dir / "candidates.parquet")
+        write_parquet_atomic(frame, run_dir / "candidates.parquet")
         runs.append({"id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **args,
                      "centers": len(centers)})
-        _write_json_atomic(runs, out / AUGMENT / RUNS)
+        data.write_augment_runs(runs)
     ordinal = [r["id"] for r in runs].index(run_id)
     candidates_frame = pd.read_parquet(run_dir / "candidates.parquet")
-    parts = _part_files(out, run_dir / "parts")
+    parts = part_files(run_dir / Dataset.PARTS)
     done = parts[-1][1] if parts else 0
     total = len(candidates_frame)
     sim_config = SimConfig(tech=tech, testbench=meta["testbench"])
@@ -201,33 +149,32 @@ def augment(out: str | Path, centers: list[Design], center_source: str, n_per_ce
         with SimulatorPool(workers=workers) as pool:
             while done < total:
                 block = candidates_frame.iloc[done:done + chunk]
-                designs = [Design(**{k: float(r[k]) for k in DESIGN_KEYS}) for _, r in block.iterrows()]
+                designs = [design_of(r) for _, r in block.iterrows()]
                 index_offset = INDEX_BASE + ordinal * INDEX_PER_RUN
-                simulate_chunk(pool, designs, done, sim_config, block["source"].tolist(), run_dir / "parts",
+                simulate_chunk(pool, designs, done, sim_config, block["source"].tolist(), run_dir / Dataset.PARTS,
                                (lambda row: progress(row["index"] - index_offset + 1, total)) if progress else None,
                                index_offset=index_offset)
                 done += len(designs)
-    table = with_augments(base_table(out, n_working), out)
-    _write_atomic(table, out / TABLE)
-    _extend_splits(out, table)
+    table = with_augments(base_table(data, n_working), data)
+    data.write_table(table)
+    _extend_splits(data, table)
     after = coverage(table)
     added = table[table["index"] >= INDEX_BASE + ordinal * INDEX_PER_RUN]
     added = added[added["index"] < INDEX_BASE + (ordinal + 1) * INDEX_PER_RUN]
     result = {"run": run_id, "candidates": total, "added_rows": int(len(added)),
               "added_working": int(added["working"].sum()), "coverage_before": before, "coverage_after": after}
-    _write_json_atomic(result, run_dir / "result.json")
+    write_json_atomic(result, run_dir / "result.json")
     return result
 
 
-def _extend_splits(out: Path, table: pd.DataFrame) -> None:
+def _extend_splits(data: Dataset, table: pd.DataFrame) -> None:
     """Augmented working rows join the training split of both split kinds; existing rows never change."""
-    path = out / SPLITS
-    if not path.is_file():
+    if not data.has_splits:
         return
-    splits = pd.read_parquet(path)
+    splits = data.splits
     new = table[~table["index"].isin(splits["index"])]
     if new.empty:
         return
     label = np.where(new["working"].to_numpy(), "train", "")
     extra = pd.DataFrame({"index": new["index"].to_numpy(), "random": label, "heldout": label, "cluster": -1})
-    _write_atomic(pd.concat([splits, extra], ignore_index=True), path)
+    data.write_splits(pd.concat([splits, extra], ignore_index=True))

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .design import DESIGN_KEYS, METRIC_KEYS, METRIC_UNITS, VARIABLE_BY_KEY  # noqa: E402
+from ..core.status import Status
+from ..core.design import DESIGN_KEYS, METRIC_KEYS, METRIC_UNITS, VARIABLE_BY_KEY  # noqa: E402
 
 LOG_METRICS = ("bw3db_hz", "ugb_hz", "power_w")
 
@@ -30,13 +31,13 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
     """Rows per status, and working (ok and healthy) rows."""
     out = {"simulated": len(table), "working": int(table["working"].sum())}
     out.update({str(k): int(v) for k, v in table["status"].value_counts().items()})
-    out["ok_but_unhealthy"] = int(((table["status"] == "ok") & ~table["working"]).sum())
+    out["ok_but_unhealthy"] = int(((table["status"] == Status.OK) & ~table["working"]).sum())
     return out
 
 
 def flag_counts(table: pd.DataFrame) -> pd.Series:
     """How often each health flag occurs among amplifiers (status ok), e.g. 'M6 in triode'."""
-    flags = table.loc[table["status"] == "ok", "flags"].fillna("")
+    flags = table.loc[table["status"] == Status.OK, "flags"].fillna("")
     kinds = flags.str.split("; ").explode()
     kinds = kinds[kinds != ""].str.replace(r" \(.*\)$", "", regex=True)
     return kinds.value_counts()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import quantize
-from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
-from .score import SHORTFALL_SCALE, Specs, spec_margin
-from .tech import Technology
+from ..core.sampling import quantize
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
+from ..core.score import SHORTFALL_SCALE, Specs, spec_margin
+from ..core.tech import Technology
 
 WIDTHS = ("W1", "W2", "W3", "W4", "W5")
 LENGTHS = ("L1", "L2", "L3", "L4", "L5")

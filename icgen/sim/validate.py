@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .design import VARIABLE_BY_KEY, Design
-from .parse import ParsedAnswer, Problem, parse_answer
+from ..core.status import Status
+from ..core.design import VARIABLE_BY_KEY, Design
+from ..core.parse import ParsedAnswer, Problem, parse_answer
 from .simulate import SimResult, simulate
-from .tech import Technology
-from .units import format_answer
+from ..core.tech import Technology
+from ..core.units import format_answer
 
 
 @dataclass
@@ -24,7 +25,7 @@ class ValidationReport:
     @property
     def valid(self) -> bool:
         """A complete, in-range netlist of the template that simulates to a working amplifier."""
-        return not self.problems and self.result is not None and self.result.status == "ok"
+        return not self.problems and self.result is not None and self.result.status == Status.OK
 
     def to_dict(self) -> dict:
         return {"valid": self.valid, "problems": [{"where": p.where, "message": p.message} for p in self.problems],
@@ -53,9 +54,9 @@ def validate_parsed(parsed: ParsedAnswer, tech: Technology, testbench: str = "fe
         report.problems += range_problems(parsed.design, tech)
     if run_simulation and parsed.design is not None and not report.problems:
         report.result = simulate(parsed.design, tech, testbench=testbench)
-        if report.result.status == "failed":
+        if report.result.status == Status.FAILED:
             report.problems.append(Problem("simulation", f"ngspice failed: {report.result.reason}"))
-        elif report.result.status == "not_amplifier":
+        elif report.result.status == Status.NOT_AMPLIFIER:
             report.problems.append(Problem("simulation", f"not an amplifier: {report.result.reason}"))
     return report
 

@@ -1,0 +1,38 @@
+"""Atomic writes and provenance: a file is either the old one or the complete new one, never half written."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(data: Any, path: str | Path) -> Path:
+    """Write JSON (indented, `default=str`) through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_parquet_atomic(frame, path: str | Path) -> Path:
+    """Write a DataFrame as Parquet, fsynced, through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def git_sha() -> str | None:
+    """The checkout's commit, or None for an installed wheel."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,183 @@
+"""The eval's methods, by name: the model alone, the sizing loop, and baselines, under one simulation budget.
+
+- model-greedy: the model alone, one greedy answer, simulated once (the original work's setting);
+- model-best-of-n: greedy plus n-1 sampled answers, all simulated, the best kept;
+- loop: `icgen size` (retrieval, surrogate steps, model, designer's directions, local search) under the budget;
+- nearest-neighbour: the training design whose metrics are closest to the target, simulated;
+- random-search: log-uniform random designs until the specs are met or the budget is spent;
+- optuna-tpe: Optuna's TPE sampler minimising the normalised shortfall under the same budget.
+
+A new method is one function and one `Method` entry in `REGISTRY`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.sampling import random_designs
+from ..core.score import Specs, healthy_result, metric_units, rank_key, shortfall
+from ..core.status import Status
+from ..core.tech import Technology
+from ..data.dataset import design_of, metrics_of
+from ..sim.simulate import SimConfig, SimResult
+from ..sizing.loop import SizeConfig, size
+from ..sizing.retrieval import rank_rows
+from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
+
+if TYPE_CHECKING:
+    from .targets import EvalConfig
+
+
+class Context:
+    """What every method shares: technology, simulator pool, training rows, model, budget."""
+
+    def __init__(self, tech: Technology, pool, train: pd.DataFrame, config: EvalConfig,
+                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None):
+        self.tech, self.pool, self.train, self.config = tech, pool, train, config
+        self.surrogate = surrogate
+        self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
+        self.sim_config = SimConfig(tech=tech)
+        self.working = train[train["working"]].reset_index(drop=True)
+        self.features = _features(self.working)
+
+    def simulate(self, designs: list[Design]) -> list[SimResult]:
+        return [result for _, result in self.pool.map(designs, self.sim_config)] if designs else []
+
+
+def _best(results: list[SimResult], specs: Specs) -> SimResult | None:
+    ranked = sorted(results, key=lambda r: rank_key(r.metrics, specs, r.status, healthy_result(r)))
+    return ranked[0] if ranked else None
+
+
+def _outcome(method: str, target: Target, results: list[SimResult], seconds: float, proposals: int, valid: int,
+             source: str = "") -> Outcome:
+    best = _best(results, target.specs)
+    short = shortfall(best.metrics, target.specs, best.status, healthy_result(best)) if best else None
+    metrics = best.metrics if best else None
+    return Outcome(method=method, target=target.name, kind=target.kind, met=short == 0.0, shortfall=short,
+                   simulations=len(results), seconds=seconds, proposals=proposals, valid=valid,
+                   working=sum(r.status == Status.OK and healthy_result(r) for r in results), source=source,
+                   metrics=metrics.to_dict() if metrics else None, design=best.design.to_dict() if best else None,
+                   errors=metric_errors(metrics, target.reference))
+
+
+def _met(result: SimResult, specs: Specs) -> bool:
+    return shortfall(result.metrics, specs, result.status, healthy_result(result)) == 0.0
+
+
+def _features(rows: pd.DataFrame) -> np.ndarray:
+    """Metric space for nearest-neighbour distances: one unit = 6 dB, 10 degrees or a decade."""
+    return metric_units(rows, ERROR_KEYS)
+
+
+def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
+    """The training design whose recorded metrics are closest to the target's (given specs only), simulated."""
+    start = time.perf_counter()
+    wanted = target.reference.to_dict() if target.reference else target.specs.to_dict()
+    point = _features(pd.DataFrame([{k: (np.nan if wanted.get(k) is None else wanted[k]) for k in ERROR_KEYS}]))[0]
+    use = ~np.isnan(point)
+    diff = np.where(np.isnan(ctx.features[:, use]), 3.0, ctx.features[:, use] - point[use])  # missing GM: far
+    row = ctx.working.iloc[int(np.argmin((diff ** 2).sum(axis=1)))]
+    results = ctx.simulate([design_of(row)])
+    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1)
+
+
+def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Outcome:
+    """Log-uniform random designs in batches until one meets the specs or the budget is spent."""
+    start = time.perf_counter()
+    pending = random_designs(ctx.tech, ctx.config.budget, seed)
+    results: list[SimResult] = []
+    while pending and not any(_met(r, target.specs) for r in results):
+        results += ctx.simulate(pending[:batch])
+        pending = pending[batch:]
+    return _outcome("random-search", target, results, time.perf_counter() - start, len(results), len(results))
+
+
+def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
+    """Optuna's TPE over the design space (log scale for R0, C0, L, W), minimising the shortfall, one at a time."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    results: list[SimResult] = []
+    for _ in range(ctx.config.budget):
+        trial = study.ask()
+        values = {k: trial.suggest_float(k, *ctx.tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale)
+                  for k in DESIGN_KEYS}
+        result = ctx.simulate([Design(**values)])[0]
+        results.append(result)
+        study.tell(trial, shortfall(result.metrics, target.specs, result.status, healthy_result(result)))
+        if _met(result, target.specs):
+            break
+    return _outcome("optuna-tpe", target, results, time.perf_counter() - start, len(results), len(results))
+
+
+def loop(target: Target, ctx: Context, seed: int) -> Outcome:
+    """The full `icgen size` loop with the eval's budget and samples (model already loaded)."""
+    config = SizeConfig(samples=SizeConfig.samples if ctx.model is not None else 0, budget=ctx.config.budget,
+                        seed=seed)
+    result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
+                  tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate)
+    results = [c.result for c in result.candidates]
+    proposals = len(results) + result.invalid_model_answers
+    outcome = _outcome("loop", target, results, result.seconds, proposals, len(results),
+                       source=result.best.source if result.best else "")
+    return outcome
+
+
+def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> list[Outcome]:
+    """Greedy (best_of 1) or greedy + best_of-1 sampled answers per target; generation batched over targets and its
+    time shared equally among them; each target's answers simulated together."""
+    from ..llm.complete import complete, spec_prompt, usable_designs
+
+    method = "model-greedy" if best_of == 1 else "model-best-of-n"
+    prompts = []
+    for target in targets:
+        ranked = rank_rows(ctx.train, target.specs)
+        prompts.append(spec_prompt(target.specs, metrics_of(ranked.iloc[0]) if len(ranked) else None, ctx.fmt))
+    start = time.perf_counter()
+    completions = complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, temperature=0.0, seed=seed,
+                           max_new_tokens=SizeConfig.max_new_tokens)
+    if best_of > 1:
+        completions += complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, num_samples=best_of - 1,
+                                temperature=SizeConfig.temperature, seed=seed, max_new_tokens=SizeConfig.max_new_tokens,
+                                batch_size=max(1, ctx.config.generate_batch // (best_of - 1)))
+    shared = (time.perf_counter() - start) / max(len(targets), 1)
+    outcomes = []
+    for i, target in enumerate(targets):
+        mine = [c for c in completions if c.prompt_index == i]
+        designs, invalid = usable_designs(mine, ctx.tech)
+        sim_start = time.perf_counter()
+        results = ctx.simulate(designs)
+        seconds = shared + time.perf_counter() - sim_start
+        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source="model"))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Method:
+    """An eval method: per target (`run(target, ctx, seed)`) or batched over targets (`batch(targets, ctx, seed)`)."""
+
+    name: str
+    run: Callable[[Target, Context, int], Outcome] | None = None
+    batch: Callable[[list[Target], Context, int], list[Outcome]] | None = None
+    needs_model: bool = False
+    """Skipped when the eval runs without a model."""
+
+
+REGISTRY: dict[str, Method] = {m.name: m for m in (
+    Method("nearest-neighbour", run=lambda target, ctx, seed: nearest_neighbour(target, ctx)),
+    Method("random-search", run=random_search),
+    Method("optuna-tpe", run=optuna_tpe),
+    Method("loop", run=loop),
+    Method("model-greedy", batch=lambda targets, ctx, seed: model_only(targets, ctx, 1, seed), needs_model=True),
+    Method("model-best-of-n", batch=lambda targets, ctx, seed: model_only(targets, ctx, ctx.config.samples, seed),
+           needs_model=True),
+)}
+METHODS: tuple[str, ...] = tuple(REGISTRY)

@@ -1,0 +1,56 @@
+"""What an eval run is made of: a target (specs to meet) and an outcome (one method on one target)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..core.design import Metrics
+from ..core.score import LOG_METRICS, SPEC_KEYS, Specs
+
+ERROR_KEYS = SPEC_KEYS
+
+
+@dataclass(frozen=True)
+class Target:
+    """Specs to meet; for held-out targets, the simulated metrics of the design they came from."""
+
+    name: str
+    kind: str  # heldout | hand
+    specs: Specs
+    reference: Metrics | None = None
+
+
+@dataclass
+class Outcome:
+    """One method on one target: whether it met the specs, what it cost, and how close its best design came."""
+
+    method: str
+    target: str
+    kind: str
+    met: bool
+    shortfall: float | None
+    simulations: int
+    seconds: float
+    proposals: int
+    """Designs the method proposed (model answers included even when they could not be simulated)."""
+    valid: int
+    """Proposals that parsed and validated into an in-range netlist."""
+    working: int
+    """Simulated proposals that are healthy working amplifiers."""
+    source: str = ""
+    metrics: dict | None = None
+    design: dict | None = None
+    errors: dict = field(default_factory=dict)
+
+
+def metric_errors(metrics: Metrics | None, reference: Metrics | None) -> dict[str, float]:
+    """|achieved - reference| per metric: dB or degrees, decades for UGB, BW and power."""
+    if metrics is None or reference is None:
+        return {}
+    errors = {}
+    for key in ERROR_KEYS:
+        a, r = getattr(metrics, key), getattr(reference, key)
+        if a is None or r is None or (key in LOG_METRICS and (a <= 0 or r <= 0)):
+            continue
+        errors[key] = abs(math.log10(a / r)) if key in LOG_METRICS else abs(a - r)
+    return errors

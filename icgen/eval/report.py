@@ -1,0 +1,160 @@
+"""The eval's report: a summary table per method, a figure, the hand-written targets, and the model card section."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .folder import EvalRun
+from .methods import METHODS
+from .outcome import Outcome
+from .targets import HAND_TARGETS
+
+if TYPE_CHECKING:
+    from .targets import EvalConfig
+
+
+def summarize(outcomes: list[Outcome], kind: str = "heldout") -> pd.DataFrame:
+    """One row per method: success, validity, cost and median per-metric error over targets of one kind."""
+    rows = []
+    frame = pd.DataFrame([asdict(o) for o in outcomes if o.kind == kind])
+    if frame.empty:
+        return pd.DataFrame()
+    for method in [m for m in METHODS if m in set(frame["method"])]:
+        part = frame[frame["method"] == method]
+        proposals = part["proposals"].sum()
+        row = {"method": method, "targets": len(part), "met %": 100 * part["met"].mean(),
+               "valid %": 100 * part["valid"].sum() / proposals if proposals else float("nan"),
+               "working %": 100 * part["working"].sum() / max(part["simulations"].sum(), 1),
+               "median sims": part["simulations"].median(), "p90 sims": part["simulations"].quantile(0.9),
+               "median s": part["seconds"].median(), "p90 s": part["seconds"].quantile(0.9)}
+        for key, label in (("gain_db", "|Δgain| dB"), ("ugb_hz", "|ΔUGB| dec"), ("pm_deg", "|ΔPM| °"),
+                           ("power_w", "|Δpower| dec")):
+            values = [e[key] for e in part["errors"] if key in e]
+            row[label] = float(np.median(values)) if values else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_eval(outcomes: list[Outcome], path: Path, budget: int) -> Path:
+    """Success rate per method, and the fraction of held-out targets met within k simulations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame([asdict(o) for o in outcomes if o.kind == "heldout"])
+    methods = [m for m in METHODS if m in set(frame["method"])]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    rates = [100 * frame.loc[frame["method"] == m, "met"].mean() for m in methods]
+    left.barh(methods, rates, color="tab:blue")
+    for y, rate in enumerate(rates):
+        left.text(rate + 1, y, f"{rate:.1f}%", va="center")
+    left.set_xlim(0, 110)
+    left.set_xlabel("held-out targets met (%)")
+    left.invert_yaxis()
+    ks = np.arange(0, budget + 1)
+    for m in methods:
+        part = frame[frame["method"] == m]
+        sims = part.loc[part["met"], "simulations"].to_numpy()
+        right.step(ks, [100 * (sims <= k).sum() / len(part) for k in ks], where="post", label=m)
+    right.set_xlabel("simulations spent")
+    right.set_ylabel("targets met (%)")
+    right.set_ylim(0, 100)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle("icgen eval: same targets, same simulation budget")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def hand_table(outcomes: list[Outcome]) -> pd.DataFrame:
+    """Hand-written targets x methods: 'met (sims)' or the remaining shortfall."""
+    frame = pd.DataFrame([asdict(o) for o in outcomes if o.kind == "hand"])
+    if frame.empty:
+        return frame
+    cell = frame.apply(lambda r: f"met ({r['simulations']})" if r["met"] else
+                       f"short {r['shortfall']:.2g} ({r['simulations']})", axis=1)
+    table = frame.assign(cell=cell).pivot(index="target", columns="method", values="cell")
+    order = [t for t, _ in HAND_TARGETS if t in table.index]
+    return table.loc[order, [m for m in METHODS if m in table.columns]]
+
+
+def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRun, provenance: dict) -> Path:
+    """report.md (tables, tolerance, provenance), eval.png, summary.csv, outcomes.csv and meta.json of a run."""
+    run = out if isinstance(out, EvalRun) else EvalRun(out)
+    summary = summarize(outcomes)
+    summary.to_csv(run.path(EvalRun.SUMMARY), index=False)
+    pd.DataFrame([asdict(o) for o in outcomes]).to_csv(run.path(EvalRun.OUTCOMES_CSV), index=False)
+    figure = plot_eval(outcomes, run.path(EvalRun.FIGURE), config.budget) if not summary.empty else None
+    tol = config.tolerance
+    lines = [
+        "# icgen eval", "",
+        f"{int(summary['targets'].max()) if not summary.empty else 0} held-out targets from the "
+        f"`{config.split}` split ({config.split_kind} splits), budget {config.budget} simulations per target and "
+        f"method, best-of-N with N = {config.samples}, the loop with `icgen size`'s defaults, seed {config.seed}.", "",
+        f"Targets: each held-out design's simulated metrics as bounds relaxed by the tolerance: gain ≥ gain − "
+        f"{tol.gain_db:g} dB, UGB ≥ {1 - tol.relative:g}×, PM ≥ PM − {tol.pm_deg:g}°, GM ≥ GM − {tol.gm_db:g} dB "
+        f"(when positive), BW ≥ {1 - tol.relative:g}×, power ≤ {1 + tol.relative:g}×. Met = every bound holds on "
+        "a healthy operating point (no railed output, no device in triode or off), re-simulated by ngspice.", "",
+        "Columns: valid % = model answers (or proposed designs) that parse and validate into an in-range netlist; "
+        "working % = simulated candidates that are healthy working amplifiers; sims and seconds per target "
+        "(failures count the budget they spent); errors = median |best design − held-out design| per metric. "
+        "Model-only methods generate for many targets in one batch; each target is charged an equal share of "
+        "that time. The loop's seconds include its own generate calls and surrogate steps; loading the model and the "
+        "surrogate (once per run) is excluded.", "",
+        summary.to_markdown(index=False, floatfmt=".3g") if not summary.empty else "(no held-out targets)", "",
+    ]
+    if figure:
+        lines += [f"![eval]({figure.name})", ""]
+    loop_rows = [o for o in outcomes if o.method == "loop" and o.kind == "heldout" and o.met]
+    if loop_rows:
+        sources = pd.Series([o.source for o in loop_rows]).value_counts()
+        lines += ["Where the loop's winning design came from (held-out targets met): " +
+                  ", ".join(f"{k} {v}" for k, v in sources.items()) + ".", ""]
+    hand = hand_table(outcomes)
+    if not hand.empty:
+        lines += ["## Hand-written targets", "", "Cell: met (simulations) or remaining normalised shortfall.", "",
+                  hand.to_markdown(), ""]
+    lines += ["## Provenance", "", "```json", json.dumps(provenance, indent=2, default=str), "```", ""]
+    path = run.path(EvalRun.REPORT)
+    path.write_text("\n".join(lines))
+    run.path(EvalRun.META).write_text(json.dumps({"config": asdict(config), **provenance}, indent=2, default=str))
+    return path
+
+
+CARD_HEADING = "## Closed-loop results"
+
+
+def update_model_card(model_dir: str | Path, outcomes: list[Outcome], config: EvalConfig, report: Path) -> Path:
+    """Replace the model card's closed-loop section (or the placeholder line) with this eval's summary table."""
+    card = Path(model_dir) / "README.md"
+    text = card.read_text() if card.is_file() else "# Model card\n"
+    for marker in (CARD_HEADING, "Closed-loop results (designs simulated"):
+        if marker in text:
+            text = text[:text.index(marker)].rstrip() + "\n"
+            break
+    summary = summarize(outcomes)
+    section = [
+        "", CARD_HEADING, "",
+        f"`icgen eval` on {int(summary['targets'].max())} held-out targets ({config.split} split of the "
+        f"{config.split_kind} splits), budget {config.budget} simulations each; full report: `{report}`.",
+        "", summary.to_markdown(index=False, floatfmt=".3g"), "",
+    ]
+    rates = dict(zip(summary["method"], summary["met %"]))
+    if "model-greedy" in rates and "nearest-neighbour" in rates:
+        verdict = "better than" if rates["model-greedy"] > rates["nearest-neighbour"] else "not better than"
+        section += [f"The model alone (greedy, one shot) meets {rates['model-greedy']:.3g} % of targets: {verdict} "
+                    f"nearest neighbour from the training set ({rates['nearest-neighbour']:.3g} %).", ""]
+    winners = pd.Series([o.source for o in outcomes if o.method == "loop" and o.kind == "heldout" and o.met])
+    if len(winners):
+        section += ["Where the loop's winning designs came from: " +
+                    ", ".join(f"{k} {v}" for k, v in winners.value_counts().items()) + ".", ""]
+    card.write_text(text + "\n".join(section))
+    return card

@@ -1,0 +1,98 @@
+"""`icgen eval`: the sizing loop and its baselines on the same held-out targets and the same simulation budget.
+
+    result = evaluate(EvalConfig(n=200, budget=20), EvalRun("out/eval"), Dataset("data/ptm65"), tech)
+
+Each (method, target) outcome is appended to the run folder (`icgen.eval.folder.EvalRun`) as it finishes, so an
+interrupted run resumes; the report (`icgen.eval.report`) is rewritten at the end.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..core.io import git_sha
+from ..core.tech import Technology
+from ..data.dataset import Dataset
+from ..sim.backends import ngspice_version
+from ..sim.simulate import SimulatorPool
+from ..sizing.surrogate import surrogate_loader, surrogate_provenance
+from .methods import REGISTRY, Context
+from .folder import EvalRun, EvalRunError
+from .outcome import Outcome, Target
+from .report import update_model_card, write_report
+from .targets import EvalConfig, all_targets
+
+
+def run_eval(targets: list[Target], ctx: Context, out: Path | EvalRun, progress=None) -> list[Outcome]:
+    """Every method of the config on every target; outcomes appended to the run's outcomes.jsonl as they finish."""
+    run = out if isinstance(out, EvalRun) else EvalRun(out)
+    run.folder.mkdir(parents=True, exist_ok=True)
+    done = run.done()
+    config = ctx.config
+    for name in config.methods:
+        method = REGISTRY[name]
+        if method.needs_model and ctx.model is None:
+            continue
+        todo = [(i, t) for i, t in enumerate(targets) if (name, t.name) not in done]
+        bar = progress(total=len(targets), initial=len(targets) - len(todo), desc=name) if progress else None
+        if method.batch is not None:
+            for start in range(0, len(todo), config.generate_batch):
+                chunk = [t for _, t in todo[start:start + config.generate_batch]]
+                outcomes = method.batch(chunk, ctx, config.seed)
+                run.append(outcomes)
+                done.update({(o.method, o.target): o for o in outcomes})
+                if bar:
+                    bar.update(len(chunk))
+        else:
+            for i, target in todo:
+                outcome = method.run(target, ctx, config.seed * 100003 + i)
+                run.append([outcome])
+                done[(name, target.name)] = outcome
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+    names = {t.name for t in targets}
+    return [o for key, o in done.items() if key[1] in names and key[0] in config.methods]
+
+
+def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, model_dir: str | Path | None = None,
+             progress=None, log: Callable[[str], None] | None = None, update_card: bool = False) -> dict:
+    """A whole eval: targets, the model (when `model_dir` is given), the resumable run, the report and provenance.
+
+    Returns {"report": path, "card": path or None, "outcomes": [...]}.
+    """
+    from ..llm.model import load_finetuned, model_info as read_model_info, run_config
+
+    data.require()
+    targets = all_targets(data, config)
+    run.claim({"config": repr(config), "data": str(data.folder.resolve()), "model": str(model_dir or "none"),
+               "tech": tech.name})
+    model = tokenizer = info = None
+    fmt = "compact"
+    if model_dir is not None:
+        fmt = run_config(model_dir)["format"]
+        info = read_model_info(model_dir)
+        model, tokenizer = load_finetuned(model_dir, merge=True)
+    elif update_card:
+        raise EvalRunError("{update_card} needs a model; drop {model} none")
+    started = time.time()
+    sessions = run.begin_session()
+    train = data.training_rows(config.split_kind)
+    with SimulatorPool() as pool:
+        loader = surrogate_loader(data, config.split_kind, log) if "loop" in config.methods else None
+        ctx = Context(tech, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt,
+                      surrogate=loader() if loader else None)
+        outcomes = run_eval(targets, ctx, run, progress=progress)
+    sessions = run.end_session(sessions, time.time() - started)
+    provenance = {"git": git_sha(), "ngspice": ngspice_version(), "tech": tech.name, "data": str(data.folder),
+                  "training designs": int(train["working"].sum()), "model": info,
+                  "surrogate": surrogate_provenance(data, config.split_kind),
+                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
+                  "sessions": sessions}
+    report = write_report(outcomes, config, run.folder, provenance)
+    card = update_model_card(model_dir, outcomes, config, report) if update_card and model_dir is not None else None
+    return {"report": report, "card": card, "outcomes": outcomes}

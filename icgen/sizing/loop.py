@@ -1,0 +1,417 @@
+"""`icgen size`: propose sizings for target specs, verify each by simulation, refine until the specs are met.
+
+    result = size(Specs(gain_db=38, pm_deg=52), tech, SizeConfig(), pool, table=training_rows)
+
+The loop is a `SizingLoop`: a budget, the designs already simulated, the candidates, and an ordered list of steps
+(`SizeConfig.steps`, looked up by name in `STEPS`):
+
+- retrieval: the training designs whose recorded metrics best meet the specs;
+- surrogate: trust-region steps on a neural surrogate of the simulator corrected by its error at the current design
+  (icgen.sizing.surrogate, one simulation a step);
+- model: the fine-tuned model's answers (a `Proposer`, which sees the best candidate so far), parsed, range-checked
+  and simulated in parallel;
+- refine: Newton steps along a designer's directions (icgen.sizing.refine);
+- local: a local sweep with a shrinking radius.
+
+A step runs only while the specs are unmet, budget remains and the caller has not cancelled. Every candidate is
+simulated and scored; only a healthy working amplifier can meet specs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ..core.design import Design, Metrics
+from ..core.errors import ConfigError
+from ..core.sampling import Radius, local_sweep
+from ..core.score import Specs, check_specs, healthy_result, rank_key
+from ..core.status import Status
+from ..core.tech import Technology, load_technology
+from ..data.dataset import design_of, metrics_of
+from ..sim.simulate import SimConfig, SimResult, SimulatorPool
+from .resources import SizingResources
+from .refine import DIRECTIONS, EXTRA_DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
+from .retrieval import rank_rows
+
+DEFAULT_STEPS = ("retrieval", "surrogate", "model", "refine", "local")
+MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local")
+"""The order before the surrogate steps existed: the model right after retrieval (`icgen size --model-first`)."""
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """How hard to look: the steps and their order, model samples, simulation budget, retrieval and local search."""
+
+    steps: tuple[str, ...] = DEFAULT_STEPS
+    """The loop's steps in order, by name (see STEPS); leave one out to skip it."""
+    samples: int = 2
+    """Model candidates per batched generate, asked only when the steps before the model leave the specs unmet."""
+    budget: int = 20
+    """Most simulations to spend."""
+    temperature: float = 0.7
+    """Sampling temperature when more than one sample is asked for (a single sample is greedy)."""
+    max_new_tokens: int = 128
+    """Generation length cap (a compact answer is about 106 tokens of the default tokenizer)."""
+    retrieve: int = 2
+    """Training designs whose recorded metrics best meet the specs, simulated first."""
+    local_batch: int = 4
+    """Designs per round of local search."""
+    radius: float = 0.2
+    """First local-search radius (relative, for R0 C0 L W); it shrinks each round."""
+    radius_v: float = 0.04
+    """First local-search radius for VIN and VB1, volts."""
+    trust: float = 4.0
+    """First trust region of a refinement step, in direction units (a factor 1.35 or 20-30 mV each)."""
+    step_scales: tuple[float, ...] = (1.0, 0.5)
+    """Each refinement step is simulated at these fractions of the solved step (in parallel)."""
+    surrogate_radius: float = 1.0
+    """First trust region of a surrogate step: natural-log units for sizes (a factor e), a tenth of it in volts."""
+    surrogate_min_radius: float = 0.03
+    """Surrogate steps stop once failures have halved the radius below this."""
+    extra_directions: bool = False
+    """Also probe channel length, mirror width and M6 length (11 directions instead of 8)."""
+    step_margin: float = 0.15
+    """Margin a refinement step aims for on every spec, in shortfall units (0.15: 0.9 dB, 1.5 degrees, 0.15 dec)."""
+    seed: int = 0
+    """Seed for sampling and local search."""
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ConfigError("{budget} must be at least 1 simulation")
+        if self.samples < 0 or self.retrieve < 0:
+            raise ConfigError("{samples} and {retrieve} cannot be negative")
+        unknown = [s for s in self.steps if s not in STEPS]
+        if unknown or len(set(self.steps)) != len(self.steps):
+            raise ConfigError(f"{{steps}}: {', '.join(unknown) or 'a step given twice'}; use each of "
+                              f"{', '.join(STEPS)} at most once")
+
+    def without(self, *steps: str) -> "SizeConfig":
+        """The same config with these steps left out."""
+        return replace(self, steps=tuple(s for s in self.steps if s not in steps))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A simulated candidate: where it came from and how it scored."""
+
+    source: str
+    """The step that proposed it: retrieval | surrogate | model | refine | local."""
+    result: SimResult
+    shortfall: float
+
+
+@dataclass
+class SizeResult:
+    """The best design found, whether it meets the specs, and what it cost."""
+
+    specs: Specs
+    best: Candidate | None
+    candidates: list[Candidate] = field(default_factory=list)
+    simulations: int = 0
+    seconds: float = 0.0
+    model_texts: list[str] = field(default_factory=list)
+    invalid_model_answers: int = 0
+    cancelled: bool = False
+
+    @property
+    def met(self) -> bool:
+        return self.best is not None and self.best.shortfall == 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback sees after every batch of simulations."""
+
+    step: str
+    simulations: int
+    budget: int
+    best_shortfall: float | None
+    met: bool
+
+
+def default_rank(result: SimResult, specs: Specs) -> tuple:
+    """Sort key, best first: shortfall; then a design whose devices are all in strong inversion; then the worst
+    normalised margin (larger first); then power (lower first)."""
+    short, worst, power = rank_key(result.metrics, specs, result.status, healthy_result(result))
+    weak = not (result.health and all(d.region == "saturation" for d in result.health.devices))
+    return short, weak, worst, power
+
+
+Score = Callable[[SimResult, Specs], tuple]
+"""A ranking of one simulated result against the specs, best first; element 0 is the shortfall (0: met)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a proposer answered: the raw texts, the usable designs, and how many answers were unusable."""
+
+    texts: list[str]
+    designs: list[Design]
+    invalid: int
+
+
+class Proposer(Protocol):
+    """The model step's source of designs: it sees the specs, the best candidate so far and a reference metric set."""
+
+    def propose(self, specs: Specs, best: Candidate | None, reference: Metrics | None, samples: int,
+                config: SizeConfig) -> Proposal | None: ...
+
+
+class ModelProposer:
+    """A fine-tuned model asked with the spec prompt, loaded on first use (`load()` gives (model, tokenizer))."""
+
+    def __init__(self, tech: Technology, fmt: str = "compact", model=None, tokenizer=None,
+                 load: Callable[[], tuple] | None = None) -> None:
+        self.tech, self.fmt, self.model, self.tokenizer, self._load = tech, fmt, model, tokenizer, load
+
+    def propose(self, specs: Specs, best: Candidate | None, reference: Metrics | None, samples: int,
+                config: SizeConfig) -> Proposal | None:
+        if self.model is None and self._load is not None:
+            self.model, self.tokenizer = self._load()
+        if self.model is None:
+            return None
+        from ..llm.complete import complete, spec_prompt, usable_designs
+
+        completions = complete(self.model, self.tokenizer, [spec_prompt(specs, reference, self.fmt)], fmt=self.fmt,
+                               num_samples=samples, max_new_tokens=config.max_new_tokens,
+                               temperature=config.temperature if samples > 1 else 0.0, seed=config.seed)
+        designs, invalid = usable_designs(completions, self.tech)
+        return Proposal([c.text for c in completions], designs, invalid)
+
+
+def _key(design: Design) -> tuple:
+    return tuple(design.to_dict().values())
+
+
+class SizingLoop:
+    """One sizing run: the budget, the designs already simulated (never simulated twice), and the candidates."""
+
+    def __init__(self, specs: Specs, tech: Technology, config: SizeConfig, pool, *, table: pd.DataFrame | None = None,
+                 proposer: Proposer | None = None, load_surrogate: Callable | None = None,
+                 testbench: str = "feedback", score: Score = default_rank,
+                 progress: Callable[[Progress], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> None:
+        self.specs, self.tech, self.config, self.pool = specs, tech, config, pool
+        self.table, self.proposer, self.load_surrogate = table, proposer, load_surrogate
+        self.score, self.progress, self.cancel = score, progress, cancel
+        self.sim_config = SimConfig(tech=tech, testbench=testbench)
+        self.result = SizeResult(specs=specs, best=None)
+        self.seen: set[tuple] = set()
+        self.step = ""
+        self.ranked_rows = rank_rows(table, specs) if table is not None and len(table) else None
+        self.reference = metrics_of(self.ranked_rows.iloc[0]) \
+            if self.ranked_rows is not None and len(self.ranked_rows) else None
+
+    # ---- state
+    @property
+    def best(self) -> Candidate | None:
+        return self.result.best
+
+    @property
+    def left(self) -> int:
+        """Simulations left in the budget."""
+        return self.config.budget - self.result.simulations
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.cancel and self.cancel())
+
+    @property
+    def done(self) -> bool:
+        """Specs met, budget spent, or cancelled: no step does anything more."""
+        return self.result.met or self.left <= 0 or self.cancelled
+
+    def rank(self, candidate: Candidate) -> tuple:
+        return self.score(candidate.result, self.specs)
+
+    def margins(self, candidate: Candidate | None) -> np.ndarray | None:
+        """Margins of a healthy working candidate (None otherwise): where refinement may stand."""
+        if candidate is None or candidate.result.status != Status.OK or not healthy_result(candidate.result):
+            return None
+        return margin_vector(candidate.result.metrics, self.specs)
+
+    # ---- the one way designs are simulated
+    def simulate(self, designs: list[Design], source: str) -> list[Candidate | None]:
+        """Simulate the designs not seen before and inside the bounds, within the budget; their candidates in the
+        order given, None where a design was skipped."""
+        fresh = []
+        for d in designs:
+            key = _key(d)
+            if key not in self.seen and not self.tech.out_of_bounds(d) and len(fresh) < self.left:
+                self.seen.add(key)
+                fresh.append(d)
+        by_index: dict[int, Candidate] = {}
+        for index, result in self.pool.map(fresh, self.sim_config):
+            cand = Candidate(source, result, float(self.score(result, self.specs)[0]))
+            self.result.candidates.append(cand)
+            by_index[index] = cand
+        self.result.simulations += len(fresh)
+        ranked = sorted(self.result.candidates, key=self.rank)
+        self.result.best = ranked[0] if ranked else None
+        if self.progress and fresh:
+            best = self.result.best
+            self.progress(Progress(source, self.result.simulations, self.config.budget,
+                                   best.shortfall if best else None, self.result.met))
+        order = {_key(d): by_index.get(i) for i, d in enumerate(fresh)}
+        return [order.get(_key(d)) for d in designs]
+
+    def run(self) -> SizeResult:
+        start = time.perf_counter()
+        for name in self.config.steps:
+            if self.done:
+                break
+            self.step = name
+            STEPS[name](self)
+        self.result.cancelled = self.cancelled and not self.result.met
+        self.result.seconds = time.perf_counter() - start
+        return self.result
+
+
+# ---- the steps -------------------------------------------------------------------------------------------------
+
+def retrieval_step(loop: SizingLoop) -> None:
+    """Simulate the training designs whose recorded metrics best meet the specs."""
+    if loop.ranked_rows is not None and loop.config.retrieve:
+        loop.simulate([design_of(row) for _, row in loop.ranked_rows.head(loop.config.retrieve).iterrows()],
+                      "retrieval")
+
+
+def model_step(loop: SizingLoop) -> None:
+    """Ask the proposer (the fine-tuned model) for `samples` designs, given the best candidate so far."""
+    if loop.config.samples <= 0 or loop.proposer is None:
+        return
+    proposal = loop.proposer.propose(loop.specs, loop.best, loop.reference, loop.config.samples, loop.config)
+    if proposal is None:
+        return
+    loop.result.model_texts += proposal.texts
+    loop.result.invalid_model_answers = proposal.invalid
+    loop.simulate(proposal.designs, "model")
+
+
+def surrogate_step(loop: SizingLoop) -> None:
+    """Trust-region steps on the surrogate corrected by its error at the centre: one simulation per step; a step
+    that improves moves the centre, one that does not halves the radius."""
+    if loop.load_surrogate is None or loop.best is None or loop.best.result.status != Status.OK:
+        return
+    surrogate = loop.load_surrogate()
+    if surrogate is None:
+        return
+    from .surrogate import predicted_margins, surrogate_step as propose_step
+
+    config, specs = loop.config, loop.specs
+    centre, radius = loop.best, config.surrogate_radius
+    while not loop.done and radius >= config.surrogate_min_radius:
+        base = loop.margins(centre)
+        if base is None:
+            return
+        offset = base - predicted_margins(surrogate, [centre.result.design], specs)[0]
+        offset = np.where(np.isnan(offset), 0.0, np.clip(offset, -1.0, 1.0))
+        design = propose_step(surrogate, centre.result.design, offset, specs, loop.tech, radius,
+                              target=config.step_margin)
+        tried = loop.simulate([design], "surrogate")[0]
+        if tried is not None and loop.rank(tried) < loop.rank(centre) and loop.margins(tried) is not None:
+            centre = tried
+        else:
+            radius /= 2
+
+
+def refine_step(loop: SizingLoop) -> None:
+    """Refine a near miss along the designer's directions of `icgen.sizing.refine` (probe, step, update, shrink)."""
+    config = loop.config
+    directions = DIRECTIONS + (EXTRA_DIRECTIONS if config.extra_directions else ())
+    start = loop.best
+    if start is None or start.result.status != Status.OK or loop.left <= len(directions):
+        return
+    centre, base = start, margin_vector(start.result.metrics, loop.specs)
+    units = np.eye(len(directions))
+    probes = loop.simulate([move(centre.result.design, e, loop.tech, directions) for e in units], "refine")
+    jac, usable = jacobian(base, [loop.margins(p) for p in probes])
+    trust = config.trust
+    while not loop.done and trust >= 0.25:
+        step = solve_step(base, jac, usable, trust, target=config.step_margin)
+        if float(np.abs(step).max(initial=0.0)) < 0.05:
+            break
+        tried = loop.simulate([move(centre.result.design, a * step, loop.tech, directions)
+                               for a in config.step_scales], "refine")
+        full = loop.margins(tried[0])
+        if full is not None:
+            jac = broyden(jac, config.step_scales[0] * step, full - base)
+        fresh = [c for c in tried if c is not None]
+        if not fresh:
+            break
+        best = min(fresh, key=loop.rank)
+        if loop.rank(best) < loop.rank(centre) and loop.margins(best) is not None:
+            centre, base = best, loop.margins(best)
+        else:
+            trust /= 2
+
+
+def local_step(loop: SizingLoop) -> None:
+    """Scrambled-Sobol points around the best design with a radius that shrinks each round."""
+    config = loop.config
+    round_index = 0
+    rng = np.random.default_rng(config.seed)
+    while not loop.done and loop.best is not None:
+        shrink = 0.6 ** round_index
+        radius = Radius(relative=max(config.radius * shrink, 0.01), volts=max(config.radius_v * shrink, 0.002))
+        designs = local_sweep(loop.best.result.design, loop.tech, config.local_batch, int(rng.integers(1 << 30)),
+                              radius)
+        before = loop.result.simulations
+        loop.simulate(designs, "local")
+        if loop.result.simulations == before:  # nothing new left to try around this centre
+            break
+        round_index += 1
+
+
+STEPS: dict[str, Callable[[SizingLoop], None]] = {
+    "retrieval": retrieval_step, "surrogate": surrogate_step, "model": model_step, "refine": refine_step,
+    "local": local_step,
+}
+"""Step name -> step function; a new step is one function here and its name in SizeConfig.steps."""
+
+
+def size(specs: Specs, tech: Technology | str = "ptm65", config: SizeConfig = SizeConfig(), pool=None, *,
+         table: pd.DataFrame | None = None, model=None, tokenizer=None, fmt: str = "compact",
+         testbench: str = "feedback", load_model=None, load_surrogate=None, proposer: Proposer | None = None,
+         score: Score = default_rank, progress: Callable[[Progress], None] | None = None,
+         cancel: Callable[[], bool] | None = None, resources: SizingResources | None = None) -> SizeResult:
+    """Search for a design meeting `specs` within `config.budget` simulations; see the module docstring.
+
+    `resources` (icgen.sizing.resources) gives the table and the loaders at once. `table`: the training rows
+    retrieval searches. The model step asks `proposer`, or a `ModelProposer` over
+    `model`/`tokenizer` or over `load_model` (a callable returning (model, tokenizer), called only when the model
+    step runs). `load_surrogate` (a callable returning an `icgen.sizing.surrogate.Surrogate` or None) is likewise
+    called only when the surrogate step runs. Without `pool` a simulator pool is opened for this call.
+    """
+    tech = load_technology(tech) if isinstance(tech, str) else tech
+    if resources is not None:
+        table = resources.table if table is None else table
+        load_surrogate = load_surrogate or resources.load_surrogate
+        load_model = load_model or resources.load_model
+        fmt = resources.fmt
+    if proposer is None and (model is not None or load_model is not None):
+        proposer = ModelProposer(tech, fmt, model, tokenizer, load_model)
+    if pool is None:
+        with SimulatorPool() as own:
+            return size(specs, tech, config, own, table=table, fmt=fmt, testbench=testbench,
+                        load_surrogate=load_surrogate, proposer=proposer, score=score, progress=progress,
+                        cancel=cancel)
+    loop = SizingLoop(specs, tech, config, pool, table=table, proposer=proposer, load_surrogate=load_surrogate,
+                      testbench=testbench, score=score, progress=progress, cancel=cancel)
+    return loop.run()
+
+
+def spec_table(result: SizeResult) -> list[dict]:
+    """Rows of spec / achieved / margin / pass for the best design."""
+    metrics = result.best.result.metrics if result.best else None
+    rows = []
+    for check in check_specs(metrics, result.specs):
+        rows.append({"spec": check.key, "target": check.target, "achieved": check.achieved,
+                     "margin": None if check.margin is None or math.isinf(check.margin) else check.margin,
+                     "pass": check.met})
+    return rows
