@@ -18,12 +18,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-
+from icgen.core.tech import load_technology  # noqa: E402
 from icgen.llm.complete import complete  # noqa: E402
 from icgen.llm.model import load_finetuned, run_config  # noqa: E402
-from icgen.sim.simulate import SimConfig, simulate_many  # noqa: E402
-from icgen.core.tech import load_technology  # noqa: E402
 from icgen.llm.train import TrainConfig, load_pairs  # noqa: E402
+from icgen.sim.simulate import SimConfig, simulate_many  # noqa: E402
 from icgen.sim.validate import range_problems  # noqa: E402
 
 

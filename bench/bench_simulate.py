@@ -20,17 +20,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-
 from icgen import __version__  # noqa: E402
 from icgen.core.deck import render_circuit  # noqa: E402
 from icgen.core.sampling import random_designs  # noqa: E402
+from icgen.core.tech import load_technology  # noqa: E402
 from icgen.sim.backends import batch_control_block, make_backend  # noqa: E402
 from icgen.sim.simulate import SimConfig, SimulatorPool, simulate_with  # noqa: E402
-from icgen.core.tech import load_technology  # noqa: E402
 
 
 def _bare_batch(deck: str) -> float:
@@ -115,7 +113,8 @@ def main() -> None:
     results = {
         "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
-        "versions": {"icgen": __version__, "ngspice": next((w for w in ngspice_version.split() if w.startswith("ngspice-")), "?")},
+        "versions": {"icgen": __version__,
+                     "ngspice": next((w for w in ngspice_version.split() if w.startswith("ngspice-")), "?")},
         "designs": args.n, "workers": args.workers,
         "ok": statuses.count("ok"), "not_amplifier": statuses.count("not_amplifier"), "failed": statuses.count("failed"),
         "icgen_sims_per_s": args.n / pool_s, "icgen_with_pool_start_sims_per_s": args.n / pool_total_s,

@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_result  # noqa: E402
-
 from icgen.data.dataset import Dataset  # noqa: E402
 from icgen.eval.targets import HAND_TARGETS, EvalConfig, heldout_targets  # noqa: E402
 

@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-
 from icgen.data.dataset import Dataset  # noqa: E402
 from icgen.llm.model import DEFAULT_GGUF_FILE, load_tokenizer  # noqa: E402
 from icgen.llm.pairs import FORMATS, export_pairs, pair_token_counts  # noqa: E402

@@ -17,9 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-
-from icgen.llm.train import (Collator, build_examples, hardware, load_base_model, load_config, load_pairs,  # noqa: E402
-                         lora_config)
+from icgen.llm.train import Collator, build_examples, hardware, load_base_model, load_config, load_pairs, lora_config  # noqa: E402
 
 
 def main() -> None:

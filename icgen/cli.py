@@ -65,7 +65,8 @@ def _variable_options(func):
 
 
 def _common_sim_options(func):
-    func = click.option("--corner", default=None, help="Process corner of technologies that have them (sky130: tt ff ss sf fs).")(func)
+    func = click.option("--corner", default=None,
+                        help="Process corner of technologies that have them (sky130: tt ff ss sf fs).")(func)
     func = click.option("--tech", "tech", default="ptm65", show_default=True,
                         help="Built-in technology name or path of a descriptor YAML.")(func)
     func = click.option("--testbench", type=click.Choice(TESTBENCHES), default="feedback", show_default=True,
@@ -95,7 +96,8 @@ def _health_table(health) -> str:
         region = {"saturation": "saturation", "subthreshold": "saturation, weak inv."}.get(d.region, d.region)
         lines.append(f"{d.name:<7} {region:<22} {d.vgs_v * 1e3:7.0f}m {d.vth_v * 1e3:7.0f}m {d.vds_v * 1e3:7.0f}m "
                      f"{d.vdsat_v * 1e3:7.0f}m {d.saturation_margin_v * 1e3:7.0f}m {format_si(d.id_a, 'A', 3):>10}")
-    lines.append("flags: " + ("; ".join(health.flags) if health.flags else "none (healthy: output biased, all devices saturated)"))
+    healthy = "none (healthy: output biased, all devices saturated)"
+    lines.append("flags: " + ("; ".join(health.flags) if health.flags else healthy))
     if any(d.region == "subthreshold" for d in health.devices):
         lines.append("(weak inv.: Vgs < Vth, and saturated because Vds > Vdsat)")
     return "\n".join(lines)

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from icgen.cli import main
+from icgen.core.design import EXAMPLE_DESIGN
 from icgen.core.sampling import Radius, local_sweep
 from icgen.data.augment import coverage
-from icgen.cli import main
 from icgen.data.dataset import load_dataset
 from icgen.data.generate import GenerateConfig, generate
-from icgen.core.design import EXAMPLE_DESIGN
 
 
 def test_local_sweep_stays_within_the_radius(ptm65):

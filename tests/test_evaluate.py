@@ -5,16 +5,16 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
 from icgen.cli import main
 from icgen.core.design import DESIGN_KEYS, Design
+from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
+from icgen.core.score import shortfall
+from icgen.data.dataset import Dataset
+from icgen.data.dataset import metrics_of as row_metrics
 from icgen.eval.methods import Context, nearest_neighbour
 from icgen.eval.outcome import Target
 from icgen.eval.targets import EvalConfig, heldout_targets, relaxed_specs
-from icgen.core.score import shortfall
-from icgen.data.dataset import Dataset
 from icgen.sim.simulate import SimulatorPool, simulate
-from icgen.data.dataset import metrics_of as row_metrics
 
 pytestmark = pytest.mark.ngspice
 

@@ -2,13 +2,12 @@
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from icgen.cli import main
-from icgen.data.dataset import Dataset
 from icgen.core.design import EXAMPLE_DESIGN, Metrics
+from icgen.data.dataset import Dataset
 from icgen.llm.pairs import FORMATS, SEPARATOR, completion_text, export_pairs, make_pair, parse_completion
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"

@@ -3,9 +3,9 @@ import math
 import pytest
 
 from icgen.core.deck import render_answer, render_circuit
-from icgen.core.sampling import random_designs
 from icgen.core.design import EXAMPLE_DESIGN
 from icgen.core.parse import parse_answer, parse_design_json
+from icgen.core.sampling import random_designs
 from icgen.sim.validate import validate_text
 
 EXAMPLE_ANSWER = """M1 pch net3 VINP net2 VDD L1=622.0nm W1=15.0um

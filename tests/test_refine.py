@@ -5,15 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
 from icgen.core.design import EXAMPLE_DESIGN, Metrics
+from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
+from icgen.core.score import Specs
 from icgen.data.dataset import Dataset
 from icgen.eval.targets import EvalConfig, heldout_targets
-from icgen.sizing.refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
-from icgen.core.score import Specs
 from icgen.sim.simulate import SimulatorPool
 from icgen.sizing.loop import SizeConfig, size
-
+from icgen.sizing.refine import DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
 
 
 def test_the_scale_move_scales_widths_and_c0_together_and_r0_inversely(ptm65):
@@ -75,7 +74,8 @@ def test_refinement_meets_more_held_out_targets_than_the_loop_without_it(ptm65, 
     with SimulatorPool(workers=2) as pool:
         for refine in (True, False):
             for i, target in enumerate(targets):
-                result = size(target.specs, ptm65, SizeConfig(samples=0, seed=i).without(*(() if refine else ('refine',))), pool, table=train)
+                config = SizeConfig(samples=0, seed=i).without(*(() if refine else ('refine',)))
+                result = size(target.specs, ptm65, config, pool, table=train)
                 assert result.simulations <= 20
                 met[refine] += result.met
     assert met[True] >= met[False] + 3, met

@@ -78,8 +78,8 @@ def test_vectorised_ranking_agrees_with_rank_key_on_dataset_rows(specs):
 
     import numpy as np
 
-    from icgen.data.dataset import load_dataset
     from icgen.core.score import table_rank
+    from icgen.data.dataset import load_dataset
 
     table = load_dataset(Path(__file__).resolve().parent.parent / "data" / "ptm65")
     rows = table[table["working"]].sample(n=400, random_state=1)

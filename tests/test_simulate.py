@@ -4,9 +4,8 @@ import pytest
 from icgen.core.deck import render_circuit
 from icgen.core.design import EXAMPLE_DESIGN, Design
 from icgen.core.measure import hand_estimate
-from icgen.sim.simulate import SimConfig, SimulatorPool, make_backend, simulate, simulate_with
-
 from icgen.core.sampling import random_designs
+from icgen.sim.simulate import SimConfig, SimulatorPool, make_backend, simulate, simulate_with
 
 pytestmark = pytest.mark.ngspice
 

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from icgen.core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design  # noqa: E402
+from icgen.core.score import Specs  # noqa: E402
 from icgen.data.dataset import Dataset  # noqa: E402
 from icgen.data.dataset import metrics_of as row_metrics  # noqa: E402
 from icgen.eval.targets import EvalConfig, heldout_targets  # noqa: E402
-from icgen.core.score import Specs  # noqa: E402
 from icgen.sim.simulate import SimulatorPool  # noqa: E402
-from icgen.sizing.loop import SizeConfig, size  # noqa: E402
 from icgen.sizing import surrogate as sg  # noqa: E402
+from icgen.sizing.loop import SizeConfig, size  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "ptm65" / "surrogate" / "heldout"
 SMALL = sg.SurrogateConfig(hidden=64, layers=2, epochs=30)
@@ -99,7 +99,8 @@ def test_surrogate_steps_meet_more_held_out_targets_than_the_loop_without_them(p
     with SimulatorPool(workers=2) as pool:
         for use in (True, False):
             for i, target in enumerate(targets):
-                result = size(target.specs, ptm65, SizeConfig(samples=0, seed=i).without(*(() if use else ('surrogate',))), pool, table=train,
+                config = SizeConfig(samples=0, seed=i).without(*(() if use else ('surrogate',)))
+                result = size(target.specs, ptm65, config, pool, table=train,
                               load_surrogate=lambda: surrogate)
                 assert result.simulations <= 20
                 met[use] += result.met

@@ -3,8 +3,8 @@ import importlib.util
 import pytest
 
 from icgen.core.design import Design
-from icgen.sim.simulate import simulate
 from icgen.core.tech import TechError, builtin_names, load_technology
+from icgen.sim.simulate import simulate
 
 
 def test_builtin_technologies_are_listed():

@@ -10,8 +10,7 @@ transformers = pytest.importorskip("transformers")
 from icgen.core.design import EXAMPLE_DESIGN, Metrics  # noqa: E402
 from icgen.llm.model import load_finetuned, load_tokenizer, merge_run, model_info  # noqa: E402
 from icgen.llm.pairs import make_pair  # noqa: E402
-from icgen.llm.train import (Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair,  # noqa: E402
-                         train)
+from icgen.llm.train import Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair, train  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ptm65"
 

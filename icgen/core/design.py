@@ -6,8 +6,9 @@ JSON uses exactly the keys of `DESIGN_KEYS` and `METRIC_KEYS`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import IcgenError
 

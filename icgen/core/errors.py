@@ -6,7 +6,7 @@ fields by their option names (`--gain`, `--n-working`), `err.render(name)` by an
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _FIELD = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 SPEC_OPTIONS = {"gain_db": "gain", "ugb_hz": "ugb", "pm_deg": "pm", "gm_db": "gm", "bw3db_hz": "bw",

@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.stats import qmc
 
+from ..core.design import DESIGN_KEYS, Design
+from ..core.io import write_json_atomic, write_parquet_atomic
+from ..core.parse import parse_answer, parse_compact, parse_design_json
+from ..core.sampling import Radius, local_sweep
+from ..core.tech import load_technology
+from ..sim.simulate import SimConfig, SimulatorPool
 from .dataset import Dataset, design_of, part_files, with_augments
 from .generate import base_table, simulate_chunk
-from ..core.io import write_json_atomic, write_parquet_atomic
-from ..core.sampling import Radius, local_sweep
-from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from ..sim.simulate import SimConfig, SimulatorPool
-from ..core.parse import parse_answer, parse_compact, parse_design_json
-from ..core.tech import load_technology
 
 INDEX_BASE = 1_000_000_000  # augmented rows are numbered apart from the sampled ones
 INDEX_PER_RUN = 1_000_000
@@ -151,9 +149,10 @@ def augment(out: str | Path | Dataset, centers: list[Design], center_source: str
                 block = candidates_frame.iloc[done:done + chunk]
                 designs = [design_of(r) for _, r in block.iterrows()]
                 index_offset = INDEX_BASE + ordinal * INDEX_PER_RUN
+                on_row = (lambda row, offset=index_offset: progress(row["index"] - offset + 1, total)) \
+                    if progress else None
                 simulate_chunk(pool, designs, done, sim_config, block["source"].tolist(), run_dir / Dataset.PARTS,
-                               (lambda row: progress(row["index"] - index_offset + 1, total)) if progress else None,
-                               index_offset=index_offset)
+                               on_row, index_offset=index_offset)
                 done += len(designs)
     table = with_augments(base_table(data, n_working), data)
     data.write_table(table)

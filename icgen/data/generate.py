@@ -13,9 +13,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ from .. import __version__
 from ..core.design import DESIGN_KEYS, Design
 from ..core.errors import ConfigError
 from ..core.io import git_sha, write_json_atomic, write_parquet_atomic
-from ..core.status import Status
 from ..core.sampling import sample_designs
+from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..sim.backends import ngspice_version
 from ..sim.simulate import SimConfig, SimulatorPool

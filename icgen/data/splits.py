@@ -1,8 +1,9 @@
 """Train / validation / test splits of the working designs, written once beside the dataset.
 
-Two splits: `random` (85/5/10 of working rows: 7480 / 440 / 880 in the shipped dataset) and `heldout`, whose test set is whole clusters of the metric
-space (k-means on gain, log UGB, PM, log power, log BW), so evaluation on it measures generalisation to specs
-the model never saw nearby. Rows that are not working get no split.
+Two splits: `random` (85/5/10 of working rows: 7480 / 440 / 880 train / validation / test in the shipped
+dataset) and `heldout`, whose test set is whole clusters of the metric space (k-means on gain, log UGB, PM,
+log power, log BW), so evaluation on it measures generalisation to specs the model never saw nearby. Rows
+that are not working get no split.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pandas as pd
 from scipy.cluster.vq import kmeans2
 
 from .dataset import SPLIT_KINDS, SPLIT_NAMES, Dataset, DatasetError
-
 
 
 def metric_features(table: pd.DataFrame) -> np.ndarray:

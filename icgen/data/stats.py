@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..core.status import Status
 from ..core.design import DESIGN_KEYS, METRIC_KEYS, METRIC_UNITS, VARIABLE_BY_KEY  # noqa: E402
+from ..core.status import Status
 
 LOG_METRICS = ("bw3db_hz", "ugb_hz", "power_w")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..core.io import git_sha
 from ..core.tech import Technology
@@ -19,8 +19,8 @@ from ..data.dataset import Dataset
 from ..sim.backends import ngspice_version
 from ..sim.simulate import SimulatorPool
 from ..sizing.surrogate import surrogate_loader, surrogate_provenance
-from .methods import REGISTRY, Context
 from .folder import EvalRun, EvalRunError
+from .methods import REGISTRY, Context
 from .outcome import Outcome, Target
 from .report import update_model_card, write_report
 from .targets import EvalConfig, all_targets
@@ -65,7 +65,8 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
 
     Returns {"report": path, "card": path or None, "outcomes": [...]}.
     """
-    from ..llm.model import load_finetuned, model_info as read_model_info, run_config
+    from ..llm.model import load_finetuned, run_config
+    from ..llm.model import model_info as read_model_info
 
     data.require()
     targets = all_targets(data, config)

@@ -10,8 +10,8 @@ Formats are looked up by name in `REGISTRY` (`pair_format(name)`); a new format 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..core.deck import TEMPLATE, render_answer
 from ..core.design import DESIGN_KEYS, Design, Metrics

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..core.measure import bode  # noqa: E402
-from .simulate import SimResult  # noqa: E402
 from ..core.units import format_si  # noqa: E402
+from .simulate import SimResult  # noqa: E402
 
 
 def plot_bode(result: SimResult, path: str | Path, title: str | None = None) -> Path:

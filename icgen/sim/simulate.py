@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..core.deck import OP_PARAMETERS, TEMPLATE, Sweep, device_parameter, render_circuit
+from ..core.deck import Sweep, render_circuit
 from ..core.design import Design, Metrics
 from ..core.measure import Health, assess_health, measure
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from .backends import BACKENDS, make_backend
-
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.status import Status
 from ..core.design import VARIABLE_BY_KEY, Design
 from ..core.parse import ParsedAnswer, Problem, parse_answer
-from .simulate import SimResult, simulate
+from ..core.status import Status
 from ..core.tech import Technology
 from ..core.units import format_answer
+from .simulate import SimResult, simulate
 
 
 @dataclass

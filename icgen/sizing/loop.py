@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,8 @@ from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
-from .resources import SizingResources
 from .refine import DIRECTIONS, EXTRA_DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
+from .resources import SizingResources
 from .retrieval import rank_rows
 
 DEFAULT_STEPS = ("retrieval", "surrogate", "model", "refine", "local")
@@ -301,7 +302,8 @@ def surrogate_step(loop: SizingLoop) -> None:
     surrogate = loop.load_surrogate()
     if surrogate is None:
         return
-    from .surrogate import predicted_margins, surrogate_step as propose_step
+    from .surrogate import predicted_margins
+    from .surrogate import surrogate_step as propose_step
 
     config, specs = loop.config, loop.specs
     centre, radius = loop.best, config.surrogate_radius

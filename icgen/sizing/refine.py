@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.sampling import quantize
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
+from ..core.sampling import quantize
 from ..core.score import SHORTFALL_SCALE, Specs, spec_margin
 from ..core.tech import Technology
 

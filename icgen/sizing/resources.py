@@ -7,10 +7,10 @@ Nothing heavy is loaded here: the surrogate and the model are callables the loop
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.sampling import quantize
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.sampling import quantize
 from ..core.score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
 from ..core.tech import Technology
 from ..data.dataset import Dataset
