@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.cluster.vq import kmeans2
+from sklearn.preprocessing import StandardScaler
 
 from .dataset import SPLIT_KINDS, SPLIT_NAMES, Dataset, DatasetError
 
@@ -18,7 +19,7 @@ def metric_features(table: pd.DataFrame) -> np.ndarray:
     """Standardised metric-space coordinates: gain dB, log10 UGB, PM, log10 power, log10 BW3dB."""
     cols = np.column_stack([table["gain_db"], np.log10(table["ugb_hz"]), table["pm_deg"],
                             np.log10(table["power_w"]), np.log10(table["bw3db_hz"])])
-    standard = (cols - np.nanmean(cols, axis=0)) / np.nanstd(cols, axis=0)
+    standard = StandardScaler().fit_transform(cols)  # NaNs are left out of the fit and kept
     return np.nan_to_num(standard, nan=0.0)  # a missing BW3dB (gain under 3 dB) sits at the centre
 
 

@@ -14,9 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..core.design import DESIGN_KEYS, METRIC_KEYS, METRIC_UNITS, VARIABLE_BY_KEY  # noqa: E402
+from ..core.score import LOG_METRICS
 from ..core.status import Status
-
-LOG_METRICS = ("bw3db_hz", "ugb_hz", "power_w")
 
 
 def _save(fig, path: Path) -> Path:

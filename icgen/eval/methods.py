@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
 from ..core.sampling import random_designs
@@ -82,8 +83,10 @@ def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
     wanted = target.reference.to_dict() if target.reference else target.specs.to_dict()
     point = _features(pd.DataFrame([{k: (np.nan if wanted.get(k) is None else wanted[k]) for k in ERROR_KEYS}]))[0]
     use = ~np.isnan(point)
-    diff = np.where(np.isnan(ctx.features[:, use]), 3.0, ctx.features[:, use] - point[use])  # missing GM: far
-    row = ctx.working.iloc[int(np.argmin((diff ** 2).sum(axis=1)))]
+    known = ctx.features[:, use]
+    known = np.where(np.isnan(known), point[use] + 3.0, known)  # a training design without this metric: far
+    index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(known)
+    row = ctx.working.iloc[int(index.kneighbors(point[use][None], return_distance=False)[0, 0])]
     results = ctx.simulate([design_of(row)])
     return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1)
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..core.errors import ConfigError
+from ..core.io import write_json_atomic
 from ..core.paths import CONFIG_DIR
 from ..data.dataset import Dataset, DatasetError
 from .model import DEFAULT_BASE, base_folder
@@ -363,7 +364,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         base_loss = previous["base_validation_loss"]
     else:  # LoRA starts as a no-op (B = 0), so this is the untuned base on the same validation pairs
         base_loss = trainer.evaluate()["eval_loss"]
-        _write_json(metrics_path, {"base_validation_loss": base_loss})
+        write_json_atomic({"base_validation_loss": base_loss}, metrics_path)
     resume_from = bool(resume and any(out.glob("checkpoint-*")))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     best = trainer.evaluate()["eval_loss"]  # the best checkpoint is loaded at the end
@@ -381,7 +382,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "train_runtime_s": result.metrics.get("train_runtime"), "hardware": hardware(),
         "quant": "nf4" if use_nf4(config) else "none", "resumed": resume_from,
     }
-    _write_json(metrics_path, metrics)
+    write_json_atomic(metrics, metrics_path)
     write_model_card(out, config, metrics, logger.records)
     return metrics
 
@@ -398,12 +399,6 @@ def _config_dict(config: TrainConfig) -> dict:
     data = asdict(config)
     data["target_modules"] = list(config.target_modules)
     return data
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def write_model_card(out: Path, config: TrainConfig, metrics: dict, records: list[dict]) -> Path:

@@ -22,12 +22,16 @@ import numpy as np
 import pandas as pd
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.io import write_json_atomic
 from ..core.sampling import quantize
 from ..core.score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
 from ..core.tech import Technology
 from ..data.dataset import Dataset
 
 OUTPUTS = SPEC_KEYS
+WEIGHTS = "surrogate.pt"
+META = "meta.json"
+"""The files of a surrogate folder (the dataset names the folder: Dataset.surrogate_dir)."""
 
 
 @dataclass(frozen=True)
@@ -197,10 +201,10 @@ def save_surrogate(surrogate: Surrogate, config: SurrogateConfig, folder: str | 
     state = {f"net.{k}": v for k, v in surrogate.net.state_dict().items()}
     for name in ("x_mean", "x_std", "y_mean", "y_std"):
         state[name] = torch.tensor(getattr(surrogate, name), dtype=torch.float64)
-    tmp = folder / "surrogate.pt.tmp"
+    tmp = folder / (WEIGHTS + ".tmp")
     torch.save(state, tmp)
-    tmp.replace(folder / "surrogate.pt")
-    (folder / "meta.json").write_text(json.dumps({"config": asdict(config), **provenance}, indent=2) + "\n")
+    tmp.replace(folder / WEIGHTS)
+    write_json_atomic({"config": asdict(config), **provenance}, folder / META)
     return folder
 
 
@@ -209,9 +213,9 @@ def load_surrogate(folder: str | Path) -> tuple[Surrogate, dict]:
     import torch
 
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = json.loads((folder / META).read_text())
     config = SurrogateConfig(**meta["config"])
-    state = torch.load(folder / "surrogate.pt", weights_only=True)
+    state = torch.load(folder / WEIGHTS, weights_only=True)
     net = _network(len(DESIGN_KEYS), len(OUTPUTS), config)
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     net.eval()
@@ -224,7 +228,7 @@ def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: Surroga
     """The surrogate of these training rows: loaded from `folder` when it was fitted on the same rows with the same
     config, otherwise fitted (and saved there when the folder is writable), with errors on `check_rows` recorded."""
     fingerprint = rows_fingerprint(rows)
-    if folder is not None and (Path(folder) / "meta.json").is_file():
+    if folder is not None and (Path(folder) / META).is_file():
         try:
             surrogate, meta = load_surrogate(folder)
             if meta.get("fingerprint") == fingerprint and meta.get("config") == asdict(config):
@@ -266,7 +270,7 @@ def surrogate_loader(data: Dataset, kind: str = "heldout", log=None):
 
 def surrogate_provenance(data: Dataset, kind: str = "heldout") -> dict | None:
     """What the cached surrogate was fitted on and how well it predicts the validation designs."""
-    meta = data.surrogate_dir(kind) / "meta.json"
+    meta = data.surrogate_dir(kind) / META
     if not meta.is_file():
         return None
     recorded = json.loads(meta.read_text())
