@@ -71,3 +71,17 @@ def test_the_readme_command_resimulates_to_meet_both_specs_with_every_device_sat
     regions = {name: d["region"] for name, d in data["health"]["devices"].items()}
     assert set(regions) == {"M1", "M2", "M3", "M4", "M5", "M6", "M7"}
     assert all(region == "saturation" for region in regions.values()), regions  # strong inversion, Vds > Vdsat
+
+
+def test_the_readme_python_example_runs_and_meets_its_specs():
+    import re
+    from pathlib import Path
+
+    from .test_parse import EXAMPLE_ANSWER
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    scope = {"answer_text": EXAMPLE_ANSWER}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["result"].met and scope["again"].metrics.gain_db >= 38
+    assert scope["report"].valid and len(scope["train"]) == 7374
