@@ -25,12 +25,11 @@ from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
 from .core.tech import DEFAULT_TECH, builtin_names, load_technology
 from .core.units import UnitError, format_si, parse_quantity
-from .data.dataset import SPLIT_KINDS, SPLIT_NAMES
-from .data.generate import GenerateConfig
-from .eval.targets import EvalConfig
+from .data.config import SPLIT_KINDS, SPLIT_NAMES, GenerateConfig
+from .eval.config import EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
-from .sizing.loop import SizeConfig
+from .sizing.config import SizeConfig
 
 
 class UserError(click.ClickException):
@@ -568,7 +567,8 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
                  as_json, plot_path) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     from .core.score import Specs, parse_spec
-    from .sizing.loop import MODEL_FIRST_STEPS, size, spec_table
+    from .sizing.config import MODEL_FIRST_STEPS
+    from .sizing.loop import size, spec_table
     from .sizing.resources import SizingResources
 
     started = time.perf_counter()

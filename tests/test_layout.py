@@ -151,6 +151,14 @@ def test_no_private_name_is_imported_from_another_package():
     assert not private, "\n".join(private)
 
 
+def test_starting_the_cli_loads_no_heavy_library():
+    """`icgen --help` and `icgen tech list` must not pay for pandas, scipy, torch or the simulator."""
+    probe = "import sys, icgen.cli; print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    heavy = {"pandas", "pyarrow", "scipy", "torch", "transformers", "sklearn", "PySpice", "matplotlib", "numpy"}
+    assert not heavy & set(loaded), sorted(heavy & set(loaded))
+
+
 def test_the_cli_imports_neither_pandas_nor_pyarrow():
     heavy = [f"line {line}: {target}" for target, _, line in imports_of(PACKAGE / "cli.py")
              if target.split(".")[0] in ("pandas", "pyarrow")]

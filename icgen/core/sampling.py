@@ -9,9 +9,6 @@ import math
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.stats import qmc
-
 from .design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
 from .errors import ConfigError
 from .tech import Technology
@@ -26,6 +23,8 @@ def quantize(key: str, value: float) -> float:
 
 def sample_designs(tech: Technology, seed: int, start: int, count: int) -> list[Design]:
     """Designs start..start+count-1 of the seeded scrambled Sobol sequence over the technology's bounds."""
+    from scipy.stats import qmc  # imported on use: it costs half a second, and the CLI imports this module
+
     sobol = qmc.Sobol(d=len(DESIGN_KEYS), scramble=True, seed=seed)
     if start:
         sobol.fast_forward(start)
@@ -48,6 +47,8 @@ def sample_designs(tech: Technology, seed: int, start: int, count: int) -> list[
 
 def random_designs(tech: Technology, n: int, seed: int = 0) -> list[Design]:
     """n independent log-uniform (uniform for voltages) random designs, unrounded: for tests and benchmarks."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     designs = []
     for _ in range(n):
@@ -78,6 +79,8 @@ class Radius:
 
 def local_sweep(center: Design, tech: Technology, n: int, seed: int, radius: Radius) -> list[Design]:
     """n designs spread (scrambled Sobol) over the box of `radius` around `center`, rounded and inside bounds."""
+    from scipy.stats import qmc
+
     sobol = qmc.Sobol(d=len(DESIGN_KEYS), scramble=True, seed=seed)
     unit = sobol.random(n) * 2 - 1
     values = center.to_dict()

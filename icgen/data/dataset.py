@@ -20,15 +20,11 @@ from ..core.design import DESIGN_KEYS, METRIC_KEYS, Design, Metrics
 from ..core.errors import IcgenError
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.status import Status
+from .config import SOURCES, SPLIT_KINDS, SPLIT_NAMES  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from ..sim.simulate import SimResult
 
-SPLIT_KINDS = ("heldout", "random")
-"""heldout: test = whole clusters of the metric space; random: rows drawn at random."""
-SPLIT_NAMES = ("train", "validation", "test")
-SOURCES = ("sobol", "sweep", "model", "user")
-"""Where a row's design came from."""
 
 
 class DatasetError(IcgenError):

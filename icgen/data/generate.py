@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,39 +22,15 @@ import pandas as pd
 
 from .. import __version__
 from ..core.design import DESIGN_KEYS, Design
-from ..core.errors import ConfigError
 from ..core.io import git_sha, write_json_atomic, write_parquet_atomic
 from ..core.sampling import sample_designs
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..sim.backends import ngspice_version
 from ..sim.simulate import SimConfig, SimulatorPool
+from .config import GenerateConfig
 from .dataset import Dataset, part_files, result_row, with_augments
 from .splits import make_splits
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    """What to generate: a technology's design space sampled until enough working designs are found."""
-
-    tech: str = "ptm65"
-    """Technology name or descriptor path."""
-    n_working: int = 8800
-    """Stop once this many designs are working (status ok and a healthy operating point)."""
-    seed: int = 0
-    """Seed of the scrambled Sobol sequence."""
-    testbench: str = "feedback"
-    """Testbench every design is measured on."""
-    chunk: int = 1024
-    """Designs per resumable chunk (one Parquet part each)."""
-    max_simulations: int = 1_000_000
-    """Give up after this many simulations (a space with almost no working designs)."""
-
-    def __post_init__(self) -> None:
-        if self.n_working < 1:
-            raise ConfigError("{n_working} must be at least 1")
-        if not (1 <= self.chunk <= 1_000_000):
-            raise ConfigError("{chunk} must be between 1 and 1000000")
 
 
 def _check_same_run(data: Dataset, config: GenerateConfig, tech: Technology) -> None:

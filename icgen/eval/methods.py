@@ -29,10 +29,11 @@ from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult
 from ..sizing.loop import SizeConfig, size
 from ..sizing.retrieval import rank_rows
+from .config import METHOD_NAMES
 from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
 
 if TYPE_CHECKING:
-    from .targets import EvalConfig
+    from .config import EvalConfig
 
 
 class Context:
@@ -185,3 +186,5 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            needs_model=True),
 )}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
+if METHODS != METHOD_NAMES:  # pragma: no cover - a method added in one place only
+    raise ImportError(f"eval methods {METHODS} differ from config.METHOD_NAMES {METHOD_NAMES}")

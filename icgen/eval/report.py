@@ -15,7 +15,7 @@ from .outcome import Outcome
 from .targets import HAND_TARGETS
 
 if TYPE_CHECKING:
-    from .targets import EvalConfig
+    from .config import EvalConfig
 
 
 def summarize(outcomes: list[Outcome], kind: str = "heldout") -> pd.DataFrame:

@@ -19,11 +19,12 @@ from ..data.dataset import Dataset
 from ..sim.backends import ngspice_version
 from ..sim.simulate import SimulatorPool
 from ..sizing.surrogate import surrogate_loader, surrogate_provenance
+from .config import EvalConfig
 from .folder import EvalRun, EvalRunError
 from .methods import REGISTRY, Context
 from .outcome import Outcome, Target
 from .report import update_model_card, write_report
-from .targets import EvalConfig, all_targets
+from .targets import all_targets
 
 
 def run_eval(targets: list[Target], ctx: Context, out: Path | EvalRun, progress=None) -> list[Outcome]:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..core.deck import TEMPLATE, render_answer
 from ..core.design import DESIGN_KEYS, Design, Metrics
 from ..core.errors import IcgenError
 from ..core.parse import ParsedAnswer, parse_answer, parse_compact
 from ..core.units import format_spice
-from ..data.dataset import Dataset, design_of, metrics_of
+
+if TYPE_CHECKING:
+    from ..data.dataset import Dataset
 
 # Between prompt and completion: TRL glues plain-string prompt and completion with no separator.
 SEPARATOR = "\n"
@@ -170,6 +173,8 @@ def completion_text(pair: dict) -> str:
 
 def export_pairs(data: Dataset, fmt: str, split: str, kind: str = "heldout") -> list[dict]:
     """Pairs for the working rows of one split (train | validation | test) of a split kind (heldout | random)."""
+    from ..data.dataset import design_of, metrics_of  # pandas, on use: the CLI imports this module for its names
+
     form = pair_format(fmt)
     pairs = []
     for _, row in data.rows(split, kind).iterrows():

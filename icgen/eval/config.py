@@ -1,0 +1,59 @@
+"""What an eval compares, as a light module the CLI can import: targets' tolerance, methods, budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.errors import ConfigError
+
+METHOD_NAMES = ("nearest-neighbour", "random-search", "optuna-tpe", "loop", "model-greedy", "model-best-of-n")
+"""The eval's methods (icgen.eval.methods.REGISTRY holds them), in report order."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a held-out design's metrics are relaxed to make its specs: dB, degrees, and a relative factor."""
+
+    gain_db: float = 1.0
+    """Gain bound = gain - this."""
+    pm_deg: float = 2.0
+    """Phase-margin bound = PM - this."""
+    gm_db: float = 1.0
+    """Gain-margin bound = GM - this (when positive)."""
+    relative: float = 0.10
+    """UGB and BW bounds at (1 - relative) x, the power bound at (1 + relative) x the design's values."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which targets, which methods, what budget."""
+
+    split: str = "test"
+    """The split whose designs become targets."""
+    split_kind: str = "heldout"
+    """heldout (test = whole metric-space clusters) or random."""
+    n: int = 200
+    """Held-out targets."""
+    budget: int = 20
+    """Simulations per target and method."""
+    samples: int = 6
+    """N of best-of-N. The loop uses `icgen size`'s own default (SizeConfig.samples)."""
+    seed: int = 0
+    """Seed of the target draw and of every method."""
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    """How the targets' bounds are relaxed."""
+    methods: tuple[str, ...] = METHOD_NAMES
+    """Methods by name, in the order they run (see icgen.eval.methods.REGISTRY)."""
+    hand: bool = True
+    """Add the hand-written targets."""
+    generate_batch: int = 16
+    """Prompts per batched generate for the model-only methods."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
+        if self.n < 0 or self.budget < 1 or self.samples < 1:
+            raise ConfigError("{n} must be >= 0, {budget} and {samples} >= 1")
+        if self.samples > self.budget:
+            raise ConfigError(f"{{samples}} {self.samples} exceeds {{budget}} {self.budget}: best-of-N must fit the "
+                              f"budget")

@@ -1,0 +1,64 @@
+"""How the sizing loop looks for a design: its config, as a light module the CLI can import."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..core.errors import ConfigError
+
+STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local")
+"""The loop's steps (icgen.sizing.loop.STEPS holds their functions)."""
+DEFAULT_STEPS = STEP_NAMES
+MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local")
+"""The order before the surrogate steps existed: the model right after retrieval (`icgen size --model-first`)."""
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """How hard to look: the steps and their order, model samples, simulation budget, retrieval and local search."""
+
+    steps: tuple[str, ...] = DEFAULT_STEPS
+    """The loop's steps in order, by name (see STEPS); leave one out to skip it."""
+    samples: int = 2
+    """Model candidates per batched generate, asked only when the steps before the model leave the specs unmet."""
+    budget: int = 20
+    """Most simulations to spend."""
+    temperature: float = 0.7
+    """Sampling temperature when more than one sample is asked for (a single sample is greedy)."""
+    max_new_tokens: int = 128
+    """Generation length cap (a compact answer is about 106 tokens of the default tokenizer)."""
+    retrieve: int = 2
+    """Training designs whose recorded metrics best meet the specs, simulated first."""
+    local_batch: int = 4
+    """Designs per round of local search."""
+    radius: float = 0.2
+    """First local-search radius (relative, for R0 C0 L W); it shrinks each round."""
+    radius_v: float = 0.04
+    """First local-search radius for VIN and VB1, volts."""
+    trust: float = 4.0
+    """First trust region of a refinement step, in direction units (a factor 1.35 or 20-30 mV each)."""
+    step_scales: tuple[float, ...] = (1.0, 0.5)
+    """Each refinement step is simulated at these fractions of the solved step (in parallel)."""
+    surrogate_radius: float = 1.0
+    """First trust region of a surrogate step: natural-log units for sizes (a factor e), a tenth of it in volts."""
+    surrogate_min_radius: float = 0.03
+    """Surrogate steps stop once failures have halved the radius below this."""
+    extra_directions: bool = False
+    """Also probe channel length, mirror width and M6 length (11 directions instead of 8)."""
+    step_margin: float = 0.15
+    """Margin a refinement step aims for on every spec, in shortfall units (0.15: 0.9 dB, 1.5 degrees, 0.15 dec)."""
+    seed: int = 0
+    """Seed for sampling and local search."""
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ConfigError("{budget} must be at least 1 simulation")
+        if self.samples < 0 or self.retrieve < 0:
+            raise ConfigError("{samples} and {retrieve} cannot be negative")
+        unknown = [s for s in self.steps if s not in STEP_NAMES]
+        if unknown or len(set(self.steps)) != len(self.steps):
+            raise ConfigError(f"{{steps}}: {', '.join(unknown) or 'a step given twice'}; use each of "
+                              f"{', '.join(STEP_NAMES)} at most once")
+
+    def without(self, *steps: str) -> "SizeConfig":
+        """The same config with these steps left out."""
+        return replace(self, steps=tuple(s for s in self.steps if s not in steps))
