@@ -25,17 +25,26 @@ from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
 from .core.tech import DEFAULT_TECH, builtin_names, load_technology
 from .core.units import UnitError, format_si, parse_quantity
-from .data.config import SPLIT_KINDS, SPLIT_NAMES, GenerateConfig
+from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
 from .eval.config import EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
 from .sizing.config import SizeConfig
 
+EXIT_OK = 0
+"""The command did what was asked (specs met, netlist valid, simulation ran)."""
+EXIT_CHECK_FAILED = 1
+"""The command ran, but its check failed: specs not met, an invalid netlist, a failed simulation."""
+EXIT_BAD_INPUT = 2
+"""Bad input (options, files, folders): one line on stderr, nothing run."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C; finished work is kept and the same command resumes."""
+
 
 class UserError(click.ClickException):
     """A one-line error for bad input: exit code 2, no traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def show(self, file=None) -> None:
         click.echo(f"icgen: error: {self.format_message()}", err=True)
@@ -49,6 +58,9 @@ class IcgenGroup(click.Group):
             return super().invoke(ctx)
         except IcgenError as err:
             raise UserError(err.render().splitlines()[0]) from err
+        except OSError as err:  # a folder that is read-only, full or missing: say which, in one line
+            where = f"{err.filename}: " if err.filename else ""
+            raise UserError(f"{where}{err.strerror or err}; choose a folder you can write to (e.g. --out)") from err
 
 
 def _tech(tech: str, corner: str | None):
@@ -166,7 +178,7 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
     if plot_path and result.frequency_hz is None:
         raise UserError(f"no AC sweep to plot: {result.status} ({result.reason})")
     if result.status == "failed":
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @main.command()
@@ -204,7 +216,8 @@ def validate(answer_file, tech, corner, testbench, no_simulate, as_json) -> None
             click.echo("\nVALID: the netlist matches the template, is in range, and simulates as an amplifier")
             if report.result.health and report.result.health.flags:
                 click.echo("warning: the operating point is unhealthy: " + "; ".join(report.result.health.flags))
-    sys.exit(0 if (report.valid or (no_simulate and not report.problems and report.design)) else 1)
+    ok = report.valid or (no_simulate and not report.problems and report.design)
+    sys.exit(EXIT_OK if ok else EXIT_CHECK_FAILED)
 
 
 @main.group()
@@ -288,7 +301,7 @@ def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> 
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"\ninterrupted: finished parts are kept in {out}; run the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except RuntimeError as err:
         bar.close()
         raise UserError(str(err)) from err
@@ -381,7 +394,7 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
     """Grow the dataset by simulation sweeps (resumable; nothing is added twice)."""
     from tqdm import tqdm
 
-    from .data.augment import augment, read_centers, sparse_centers
+    from .data.augment import augment, dataset_technology, read_centers, sparse_centers
 
     dataset = _dataset(data_dir, splits=False)
     if bool(around) == bool(fill_gaps):
@@ -396,7 +409,7 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
         if not Path(around).is_file():
             raise UserError(f"{around}: no such file")
         try:
-            centers, kind = read_centers(around), "around"
+            centers, kind = read_centers(around, dataset_technology(dataset)), "around"
         except ValueError as err:
             raise UserError(str(err)) from err
     else:
@@ -415,7 +428,7 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
     except KeyboardInterrupt:
         bar.close()
         click.echo("\ninterrupted: finished parts are kept; run the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     bar.close()
     b, a = result["coverage_before"], result["coverage_after"]
     click.echo(f"run {result['run']}: {result['candidates']} new candidates around {len(centers)} design(s); "
@@ -462,7 +475,7 @@ def train_command(config_path, overrides, quant, resume) -> None:
         metrics = train(config, resume=resume)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: checkpoints are in {config.out}; run again with --resume", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     click.echo(f"{config.out}: {metrics['steps']} steps, validation loss {metrics['base_validation_loss']:.4f} "
                f"(untuned base) -> {metrics['best_validation_loss']:.4f}; {metrics['wall_s'] / 60:.1f} min")
 
@@ -578,9 +591,12 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
                         **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
     technology = _tech(tech, None)
     try:
-        resources = SizingResources.load(data_dir, _model_dir(model_dir), log=lambda m: click.echo(m, err=True))
+        resources = SizingResources.load(None if data_dir == "none" else data_dir, _model_dir(model_dir),
+                                         log=lambda m: click.echo(m, err=True))
     except ModelError as err:
         raise UserError(f"--model: {err}; or pass --model none") from err
+    except DatasetError as err:
+        raise UserError(f"--data: {err}; or pass --data none (no retrieval)") from err
     result = size(specs, technology, config, resources=resources)
     seconds = time.perf_counter() - started
     best = result.best
@@ -597,7 +613,7 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
                                "specs": specs.to_dict(), "met": result.met, "simulations": result.simulations,
                                "seconds": seconds, "answer": answer, "source": best.source,
                                "health": best.result.health.to_dict() if best.result.health else None}, indent=2))
-        return
+        sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
     click.echo(answer + "\n")
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
     for row in spec_table(result):
@@ -613,6 +629,7 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
                f"({result.invalid_model_answers} of {len(result.model_texts)} model answers unusable)")
     if plot_path:
         click.echo(f"Bode plot: {plot_path}")
+    sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

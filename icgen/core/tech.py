@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +84,22 @@ class Technology:
     """The YAML file this came from."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Other keys of the descriptor, kept for provenance."""
+    allow_control: bool = False
+    """Accept model files that hold `.control` blocks (they can run shell commands): only for files you trust."""
 
     def __post_init__(self) -> None:
         """Checks of the values alone; `check_files` looks at the disk."""
         for name in ("bounds", "params", "extra"):  # frozen all the way down
             object.__setattr__(self, name, FrozenDict(getattr(self, name)))
+        rendered = [self.name, self.nmos, self.pmos, *self.params] + ([self.corner] if self.corner else [])
+        bad = [v for v in rendered if not _TOKEN.fullmatch(str(v))]
+        if bad:  # every one of these is written into the deck: a newline there would start a .control block
+            raise TechError(f"technology {str(self.name)[:40]!r}: {str(bad[0])[:40]!r} is not a plain name; use "
+                            f"letters, digits and _ . + -")
+        unsafe = [str(f) for f in (self.model_file, *self.includes) if _UNSAFE_PATH.search(str(f))]
+        if unsafe:
+            raise TechError(f"technology {self.name}: the model path {unsafe[0]!r} holds a quote or a control "
+                            f"character; rename the file or link to it from a plain path")
         if not (0.3 <= self.vdd_v <= 10):
             raise TechError(f"technology {self.name}: vdd_v={self.vdd_v} is not a supply voltage; use e.g. 1.2")
         if not (0 < self.cl_f < 1e-6):
@@ -104,14 +116,17 @@ class Technology:
             raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
 
     def check_files(self) -> "Technology":
-        """This technology, or a TechError naming the model file that does not exist."""
-        if not self.model_file.is_file():
-            raise TechError(f"technology {self.name}: model file {self.model_file} does not exist; fix model_file "
-                            f"in {self.descriptor or 'the descriptor'}")
-        for include in self.includes:
-            path = Path(include.format(corner=self.corner or ""))
+        """This technology, or a TechError naming a model file that does not exist or holds a `.control` block
+        (which can run shell commands) without the descriptor's `allow_control: true`."""
+        files = [self.model_file] + [Path(inc.format(corner=self.corner or "")) for inc in self.includes]
+        for path in files:
             if not path.is_file():
-                raise TechError(f"technology {self.name}: included model file {path} does not exist")
+                raise TechError(f"technology {self.name}: model file {path} does not exist; fix it in "
+                                f"{self.descriptor or 'the descriptor'}")
+            if not self.allow_control and has_control_block(path):
+                raise TechError(f"technology {self.name}: model file {path} holds a .control block, which can run "
+                                f"commands; remove it, or set allow_control: true in "
+                                f"{self.descriptor or 'the descriptor'} if you trust the file")
         return self
 
     def with_corner(self, corner: str) -> "Technology":
@@ -177,6 +192,41 @@ def _resolve_model_file(raw: str, base: Path) -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+"""A name that is rendered into a deck (technology, model, corner, .param): letters, digits, _ . + -."""
+_PARAMETER_TEMPLATE = re.compile(r"[@A-Za-z0-9_.\[\]{}]{1,80}")
+_UNSAFE_PATH = re.compile(r"['\"\x00-\x1f\x7f]")
+"""Characters a path may not hold: it is written inside quotes on a deck line."""
+_CONTROL = re.compile(r"(?im)^[ \t]*\.(control|endc|exec)\b")
+"""Deck blocks that run commands (a `.control` block can run `shell`)."""
+_CONTROL_CHECKED: dict[tuple[str, int, int], bool] = {}
+
+
+def _token(value: Any, what: str, where: Path) -> str:
+    text = str(value)
+    if not _TOKEN.fullmatch(text):
+        raise TechError(f"{where}: {what} {text[:40]!r} is not a plain name; use letters, digits and _ . + - "
+                        f"(at most 64), it is written into the deck")
+    return text
+
+
+def _safe_path(path: Path, where: Path) -> Path:
+    if _UNSAFE_PATH.search(str(path)):
+        raise TechError(f"{where}: the model path {str(path)!r} holds a quote or a control character; rename the "
+                        f"file or link to it from a plain path")
+    return path
+
+
+def has_control_block(path: Path) -> bool:
+    """Whether a model file holds a `.control`/`.exec` block (cached by path, size and modification time)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _CONTROL_CHECKED:
+        with open(path, errors="replace") as fh:
+            _CONTROL_CHECKED[key] = any(_CONTROL.match(line) for line in fh)
+    return _CONTROL_CHECKED[key]
+
+
 def _as_float(value: Any, where: str) -> float:
     try:
         return float(value)
@@ -216,28 +266,34 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
             raise TechError(f"{path}: bounds of {key} must be [low, high]")
         bounds[key] = (_as_float(pair[0], f"{path}: {key} low"), _as_float(pair[1], f"{path}: {key} high"))
     known = {"name", "description", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds", "corner", "corners",
-             "subcircuit", "length_unit_m", "device_parameter", "includes", "params"}
+             "subcircuit", "length_unit_m", "device_parameter", "includes", "params", "allow_control"}
     includes = raw.get("includes") or []
     params = raw.get("params") or {}
     if not isinstance(includes, list) or not isinstance(params, dict):
         raise TechError(f"{path}: includes must be a list of files and params a mapping of name to number")
-    model_file = _resolve_model_file(str(raw["model_file"]), path.parent)
+    name = _token(raw["name"], "name", path)
+    model_file = _safe_path(_resolve_model_file(str(raw["model_file"]), path.parent), path)
     if not model_file.is_file():  # before the values, as the first thing a user of a new descriptor gets wrong
-        raise TechError(f"technology {raw['name']}: model file {model_file} does not exist; fix model_file in {path}")
+        raise TechError(f"technology {name}: model file {model_file} does not exist; fix model_file in {path}")
+    corners = tuple(_token(c, "corner", path) for c in (raw.get("corners", ()) or ()))
+    device_parameter = str(raw.get("device_parameter", "@{instance}[{parameter}]"))
+    if not _PARAMETER_TEMPLATE.fullmatch(device_parameter) or "{parameter}" not in device_parameter:
+        raise TechError(f"{path}: device_parameter {device_parameter[:40]!r} must look like @{{instance}}[{{parameter}}]")
     tech = Technology(
-        name=str(raw["name"]),
-        description=str(raw.get("description", "")),
+        name=name,
+        description=" ".join(str(raw.get("description", "")).split()),
         model_file=model_file,
-        nmos=str(raw["nmos"]), pmos=str(raw["pmos"]),
+        nmos=_token(raw["nmos"], "nmos", path), pmos=_token(raw["pmos"], "pmos", path),
         vdd_v=_as_float(raw["vdd_v"], f"{path}: vdd_v"), cl_f=_as_float(raw["cl_f"], f"{path}: cl_f"),
         bounds=bounds,
-        corner=raw.get("corner"), corners=tuple(raw.get("corners", ()) or ()),
+        corner=None if raw.get("corner") is None else _token(raw["corner"], "corner", path), corners=corners,
         subcircuit=bool(raw.get("subcircuit", False)),
         length_unit_m=_as_float(raw.get("length_unit_m", 1.0), f"{path}: length_unit_m"),
-        device_parameter=str(raw.get("device_parameter", "@{instance}[{parameter}]")),
-        includes=tuple(str(_resolve_model_file(str(inc), path.parent)) for inc in includes),
-        params={str(k): _as_float(v, f"{path}: params.{k}") for k, v in params.items()},
+        device_parameter=device_parameter,
+        includes=tuple(str(_safe_path(_resolve_model_file(str(inc), path.parent), path)) for inc in includes),
+        params={_token(k, "params name", path): _as_float(v, f"{path}: params.{k}") for k, v in params.items()},
         descriptor=path.resolve(),
         extra={k: v for k, v in raw.items() if k not in known},
+        allow_control=raw.get("allow_control", False) is True,
     )
     return tech.with_corner(corner) if corner else tech.check_files()

@@ -27,7 +27,7 @@ from ..core.design import DESIGN_KEYS, Design
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.parse import parse_answer, parse_compact, parse_design_json
 from ..core.sampling import Radius, local_sweep
-from ..core.tech import load_technology
+from ..core.tech import Technology, load_technology
 from ..sim.simulate import SimConfig, SimulatorPool
 from .dataset import Dataset, design_of, part_files, with_augments
 from .generate import base_table, simulate_chunk
@@ -70,35 +70,68 @@ def sparse_centers(table: pd.DataFrame, max_centers: int, seed: int) -> list[Des
     return [design_of(work.loc[i]) for i in chosen]
 
 
-def read_centers(path: str | Path) -> list[Design]:
-    """Designs to sweep around: JSON (a design, {"design": ...}, or a list), JSONL, or an answer-format text."""
+MAX_CENTERS_BYTES = 64 * 1024 * 1024
+"""The largest --around file read."""
 
-    text = Path(path).read_text()
+
+def _center(item, where: str, tech: Technology | None) -> Design:
+    """One design to sweep around, through the same parse and range checks as every answer."""
+    if isinstance(item, dict) and "completion" in item:  # a model's pair or generation
+        text = item["completion"]
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: \"completion\" must be the model's text, not {type(text).__name__}")
+        parsed = parse_answer(text) if "M1" in text else parse_compact(text)
+    else:
+        parsed = parse_design_json(item)
+    if parsed.design is None or parsed.problems:
+        raise ValueError(f"{where}: not a valid design: {'; '.join(map(str, parsed.problems[:2])) or 'incomplete'}")
+    outside = tech.out_of_bounds(parsed.design) if tech is not None else []
+    if outside:
+        raise ValueError(f"{where}: {outside[0]}")
+    return parsed.design
+
+
+def read_centers(path: str | Path, tech: Technology | None = None) -> list[Design]:
+    """Designs to sweep around: JSON (a design, {"design": ...}, or a list), JSONL, or an answer-format text.
+    Every one must parse without a problem and (given `tech`) lie inside the technology's bounds."""
+    path = Path(path)
+    if path.stat().st_size > MAX_CENTERS_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_CENTERS_BYTES // 2**20} MiB; split it")
+    text = path.read_text(errors="replace")
     stripped = text.strip()
     items: list = []
-    if stripped.startswith("["):
-        items = json.loads(stripped)
-    elif stripped.startswith("{"):
-        try:
-            items = [json.loads(stripped)]
-        except json.JSONDecodeError:
-            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    designs = []
-    for item in items:
-        if isinstance(item, dict) and "completion" in item:  # a model's pair or generation
-            parsed = parse_compact(item["completion"]) if "M1" not in item["completion"] else parse_answer(item["completion"])
-        else:
-            parsed = parse_design_json(item)
-        if parsed.design is None:
-            raise ValueError(f"{path}: a design could not be read: {'; '.join(map(str, parsed.problems[:2]))}")
-        designs.append(parsed.design)
+    try:
+        if stripped.startswith("["):
+            items = json.loads(stripped)
+            if not isinstance(items, list):
+                raise ValueError(f"{path}: expected a JSON list of designs")
+        elif stripped.startswith("{"):
+            try:
+                items = [json.loads(stripped)]
+            except json.JSONDecodeError:
+                items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: not valid JSON or JSONL ({type(err).__name__})") from None
+    designs = [_center(item, f"{path}: design {i + 1}", tech) for i, item in enumerate(items)]
     if not items:
-        parsed = parse_answer(text)
-        if parsed.design is None:
-            raise ValueError(f"{path}: not JSON and not an answer in the original format: "
-                             f"{'; '.join(map(str, parsed.problems[:2]))}")
-        designs.append(parsed.design)
+        designs.append(_center({"completion": text}, str(path), tech))  # an answer, or a compact completion
     return designs
+
+
+def dataset_technology(data: Dataset) -> Technology:
+    """The technology a dataset was simulated on (its own descriptor when that file is still there)."""
+    technology = data.meta.get("technology") or {}
+    descriptor = technology.get("descriptor")
+    return load_technology(descriptor if descriptor and Path(descriptor).is_file() else technology.get("name", "ptm65"))
+
+
+def sampled_rows(data: Dataset) -> pd.DataFrame:
+    """The dataset's sampled rows (not augmented): from its parts when they are there, else from the table (a
+    dataset shipped without its parts)."""
+    n_working = data.meta.get("n_working")
+    if n_working is not None and part_files(data.parts_dir):
+        return base_table(data, int(n_working))
+    return data.table[data.table["index"] < INDEX_BASE].reset_index(drop=True)
 
 
 def augment(out: str | Path | Dataset, centers: list[Design], center_source: str, n_per_center: int, radius: Radius,
@@ -107,9 +140,8 @@ def augment(out: str | Path | Dataset, centers: list[Design], center_source: str
     """Sweep around `centers`, simulate what is new, append to the dataset; returns counts and coverage."""
     data = out if isinstance(out, Dataset) else Dataset(out)
     meta = data.meta
-    descriptor = meta["technology"].get("descriptor")
-    tech = load_technology(descriptor if descriptor and Path(descriptor).is_file() else meta["technology"]["name"])
-    n_working = int(meta["n_working"])
+    tech = dataset_technology(data)
+    base = sampled_rows(data)
     before_table = data.table
     before = coverage(before_table)
     args = {"kind": kind, "source": center_source, "n_per_center": n_per_center, "radius": asdict(radius),
@@ -142,7 +174,7 @@ def augment(out: str | Path | Dataset, centers: list[Design], center_source: str
     parts = part_files(run_dir / Dataset.PARTS)
     done = parts[-1][1] if parts else 0
     total = len(candidates_frame)
-    sim_config = SimConfig(tech=tech, testbench=meta["testbench"])
+    sim_config = SimConfig(tech=tech, testbench=meta.get("testbench", "feedback"))
     if done < total:
         with SimulatorPool(workers=workers) as pool:
             while done < total:
@@ -154,7 +186,7 @@ def augment(out: str | Path | Dataset, centers: list[Design], center_source: str
                 simulate_chunk(pool, designs, done, sim_config, block["source"].tolist(), run_dir / Dataset.PARTS,
                                on_row, index_offset=index_offset)
                 done += len(designs)
-    table = with_augments(base_table(data, n_working), data)
+    table = with_augments(base, data)
     data.write_table(table)
     _extend_splits(data, table)
     after = coverage(table)

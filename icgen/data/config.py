@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, IcgenError
+
+
+class DatasetError(IcgenError):
+    """A dataset folder that lacks what a command needs."""
+
 
 SPLIT_KINDS = ("heldout", "random")
 """heldout: test = whole clusters of the metric space; random: rows drawn at random."""

@@ -17,18 +17,13 @@ import pandas as pd
 
 from ..core.deck import TEMPLATE
 from ..core.design import DESIGN_KEYS, METRIC_KEYS, Design, Metrics
-from ..core.errors import IcgenError
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.status import Status
-from .config import SOURCES, SPLIT_KINDS, SPLIT_NAMES  # noqa: F401  (re-exported)
+from .config import SOURCES, SPLIT_KINDS, SPLIT_NAMES, DatasetError  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from ..sim.simulate import SimResult
 
-
-
-class DatasetError(IcgenError):
-    """A dataset folder that lacks what a command needs."""
 
 
 class Dataset:
@@ -106,6 +101,8 @@ class Dataset:
 
     def require(self, splits: bool = True) -> "Dataset":
         """This dataset, or a DatasetError that says which command makes what is missing."""
+        if not self.folder.is_dir():
+            raise DatasetError(f"{self.folder}: no such folder; give a dataset folder (icgen data generate makes one)")
         if not self.has_table:
             raise DatasetError(f"{self.folder}: no {self.TABLE}; run icgen data generate --out {self.folder} first")
         if splits and not self.has_splits:
@@ -116,16 +113,40 @@ class Dataset:
     @cached_property
     def table(self) -> pd.DataFrame:
         """Every simulated design with its metrics, status and health."""
-        return pd.read_parquet(self.require(splits=False).table_path)
+        return self._read(self.require(splits=False).table_path, self.TABLE_COLUMNS)
 
     @cached_property
     def splits(self) -> pd.DataFrame:
         """Columns index, random, heldout (train | validation | test | ""), cluster."""
-        return pd.read_parquet(self.require().splits_path)
+        return self._read(self.require().splits_path, ("index", *SPLIT_KINDS))
+
+    TABLE_COLUMNS = ("index", *DESIGN_KEYS, *METRIC_KEYS, "status", "healthy", "working")
+    """Columns every table has (and more)."""
+
+    def _read(self, path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+        """A Parquet file of this folder, or a DatasetError for one that is unreadable or lacks columns."""
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises its own types (ArrowInvalid, ...) for a damaged file
+            raise DatasetError(f"{path}: not a readable Parquet table ({type(err).__name__}); regenerate it with "
+                               f"icgen data generate") from err
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DatasetError(f"{path}: lacks the column(s) {', '.join(missing)}; regenerate it with icgen data "
+                               f"generate")
+        return frame
 
     @property
     def meta(self) -> dict:
-        return json.loads(self.meta_path.read_text())
+        """meta.json, or a DatasetError for a missing or damaged one."""
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{self.meta_path}: missing or not JSON; regenerate the dataset with icgen data "
+                               f"generate") from err
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{self.meta_path}: not a JSON object; regenerate the dataset")
+        return meta
 
     def reload(self) -> "Dataset":
         for name in ("table", "splits"):

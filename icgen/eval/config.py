@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
+from ..sizing.config import MAX_BUDGET
 
 METHOD_NAMES = ("nearest-neighbour", "random-search", "optuna-tpe", "loop", "model-greedy", "model-best-of-n")
 """The eval's methods (icgen.eval.methods.REGISTRY holds them), in report order."""
@@ -52,8 +53,10 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         if unknown:
             raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
-        if self.n < 0 or self.budget < 1 or self.samples < 1:
-            raise ConfigError("{n} must be >= 0, {budget} and {samples} >= 1")
+        if self.n < 0 or self.budget < 1 or self.samples < 1 or self.seed < 0:
+            raise ConfigError("{n} and {seed} must be >= 0, {budget} and {samples} >= 1")
+        if self.budget > MAX_BUDGET:
+            raise ConfigError(f"{{budget}} {self.budget} is above the ceiling of {MAX_BUDGET} simulations per target")
         if self.samples > self.budget:
             raise ConfigError(f"{{samples}} {self.samples} exceeds {{budget}} {self.budget}: best-of-N must fit the "
                               f"budget")

@@ -8,6 +8,8 @@ from ..core.errors import ConfigError
 STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local")
 """The loop's steps (icgen.sizing.loop.STEPS holds their functions)."""
 DEFAULT_STEPS = STEP_NAMES
+MAX_BUDGET = 100_000
+"""The most simulations one sizing run may spend."""
 MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local")
 """The order before the surrogate steps existed: the model right after retrieval (`icgen size --model-first`)."""
 
@@ -50,8 +52,12 @@ class SizeConfig:
     """Seed for sampling and local search."""
 
     def __post_init__(self) -> None:
-        if self.budget < 1:
-            raise ConfigError("{budget} must be at least 1 simulation")
+        if not 1 <= self.budget <= MAX_BUDGET:
+            raise ConfigError(f"{{budget}} {self.budget} is not 1 to {MAX_BUDGET} simulations (the ceiling leaves room "
+                              f"for corner and Monte Carlo sizing; at about 300 simulations/s on 2 cores it is 5.5 "
+                              f"minutes of simulation)")
+        if self.seed < 0:
+            raise ConfigError(f"{{seed}} {self.seed} is negative; use 0 or more")
         if self.samples < 0 or self.retrieve < 0:
             raise ConfigError("{samples} and {retrieve} cannot be negative")
         unknown = [s for s in self.steps if s not in STEP_NAMES]

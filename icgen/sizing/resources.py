@@ -35,12 +35,12 @@ class SizingResources:
     @classmethod
     def load(cls, data_dir: str | Path | None = DEFAULT_DATA_DIR, model_dir: str | Path | None = DEFAULT_MODEL_DIR,
              kind: str = "heldout", log: Callable[[str], None] | None = None) -> "SizingResources":
-        """From a dataset folder (skipped when it lacks its table or splits) and a run folder of `icgen train`
-        (None: no model). Raises llm.model.ModelError for a folder that is not a trained model."""
+        """From a dataset folder (None: no retrieval, no surrogate) and a run folder of `icgen train` (None: no
+        model). Raises DatasetError for a folder that is not a dataset, ModelError for one that is not a model."""
         table = load_surrogate = load_model = None
         fmt = "compact"
-        data = Dataset(data_dir) if data_dir else None
-        if data is not None and data.has_table and data.has_splits:
+        data = Dataset(data_dir).require() if data_dir else None
+        if data is not None:
             table = data.training_rows(kind)
             load_surrogate = surrogate_loader(data, kind, log)
         if model_dir is not None:

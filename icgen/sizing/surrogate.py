@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
 from ..core.io import write_json_atomic
+from ..core.paths import cache_dir
 from ..core.sampling import quantize
 from ..core.score import LOG_METRICS, SHORTFALL_SCALE, SPEC_KEYS, Specs, metric_units
 from ..core.tech import Technology
@@ -223,20 +224,30 @@ def load_surrogate(folder: str | Path) -> tuple[Surrogate, dict]:
     return Surrogate(net, *arrays), meta
 
 
+def _cached(folder: Path, fingerprint: str, config: SurrogateConfig) -> Surrogate | None:
+    if not (folder / META).is_file():
+        return None
+    try:
+        surrogate, meta = load_surrogate(folder)
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return None  # unreadable: fit again
+    return surrogate if meta.get("fingerprint") == fingerprint and meta.get("config") == asdict(config) else None
+
+
 def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: SurrogateConfig = SurrogateConfig(),
                   check_rows: pd.DataFrame | None = None, log=None) -> Surrogate:
-    """The surrogate of these training rows: loaded from `folder` when it was fitted on the same rows with the same
-    config, otherwise fitted (and saved there when the folder is writable), with errors on `check_rows` recorded."""
+    """The surrogate of these training rows: loaded from `folder`, or from the user's cache folder, when it was
+    fitted there on the same rows with the same config; otherwise fitted and saved in the first of the two that is
+    writable (a read-only dataset still serves `icgen size`), with errors on `check_rows` recorded."""
     fingerprint = rows_fingerprint(rows)
-    if folder is not None and (Path(folder) / META).is_file():
-        try:
-            surrogate, meta = load_surrogate(folder)
-            if meta.get("fingerprint") == fingerprint and meta.get("config") == asdict(config):
-                return surrogate
-        except (OSError, KeyError, ValueError, RuntimeError):
-            pass  # unreadable or stale: fit again
+    fallback = cache_dir() / "surrogates" / fingerprint
+    places = ([Path(folder)] if folder is not None else []) + [fallback]
+    for place in places:
+        cached = _cached(place, fingerprint, config)
+        if cached is not None:
+            return cached
     if log:
-        log(f"fitting the simulator surrogate on {len(rows)} training designs (once; it is cached beside the data)")
+        log(f"fitting the simulator surrogate on {len(rows)} training designs (once; it is cached)")
     started = time.perf_counter()
     surrogate = fit_surrogate(rows, config)
     provenance = {"what": "MLP surrogate of the ngspice metrics of the two-stage op-amp (icgen.surrogate)",
@@ -244,11 +255,15 @@ def surrogate_for(rows: pd.DataFrame, folder: str | Path | None, config: Surroga
     if check_rows is not None and len(check_rows):
         provenance["median_abs_error_on_check_rows"] = surrogate_errors(surrogate, check_rows)
         provenance["check_rows"] = len(check_rows)
-    if folder is not None:
+    for place in places:
         try:
-            save_surrogate(surrogate, config, folder, provenance)
-        except OSError:
-            pass  # a read-only dataset: keep the fit in memory only
+            save_surrogate(surrogate, config, place, provenance)
+            break
+        except (OSError, RuntimeError):  # torch.save reports an unwritable folder as RuntimeError
+            continue
+    else:
+        if log:
+            log("the surrogate could not be cached (no writable folder); it is kept in memory for this run")
     return surrogate
 
 
