@@ -267,6 +267,11 @@ def _dataset(data_dir, splits: bool = True):
     return Dataset(data_dir).require(splits=splits)
 
 
+def _scheduler_option(func):
+    return click.option("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
+                        help="Simulate on a Dask cluster (default: $ICGEN_SCHEDULER, else this machine's pool).")(func)
+
+
 @data.command("generate")
 @click.option("--tech", "tech", default=GenerateConfig.tech, show_default=True, help="Technology name or descriptor path.")
 @click.option("--n-working", type=int, default=GenerateConfig.n_working, show_default=True,
@@ -277,7 +282,8 @@ def _dataset(data_dir, splits: bool = True):
 @click.option("--chunk", type=int, default=GenerateConfig.chunk, show_default=True, help="Designs per resumable part.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default data/TECH, relative to the current folder).")
-def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> None:
+@_scheduler_option
+def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir, scheduler) -> None:
     """Sample and simulate designs until N working ones; kill it any time and re-run to resume."""
     from tqdm import tqdm
 
@@ -297,7 +303,7 @@ def data_generate(tech, n_working, seed, workers, testbench, chunk, out_dir) -> 
         bar.update(0)
 
     try:
-        dataset = build_dataset(config, out, workers=workers, progress=progress)
+        dataset = build_dataset(config, out, workers=workers, progress=progress, scheduler=scheduler)
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"\ninterrupted: finished parts are kept in {out}; run the same command to resume", err=True)
@@ -389,8 +395,9 @@ def data_stats(data_dir, out_dir) -> None:
               help="VIN, VB1 within ± this many volts.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=None)
+@_scheduler_option
 def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center, radius, radius_v, seed,
-                 workers) -> None:
+                 workers, scheduler) -> None:
     """Grow the dataset by simulation sweeps (resumable; nothing is added twice)."""
     from tqdm import tqdm
 
@@ -424,7 +431,7 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
 
     try:
         result = augment(dataset, centers, source, n_per_center, sweep_radius, seed, kind, workers=workers,
-                         progress=progress)
+                         progress=progress, scheduler=scheduler)
     except KeyboardInterrupt:
         bar.close()
         click.echo("\ninterrupted: finished parts are kept; run the same command to resume", err=True)
@@ -532,8 +539,9 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--seed", type=int, default=EvalConfig.seed, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
+@_scheduler_option
 def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, model_dir, data_dir, tech, seed,
-                 out_dir, update_card) -> None:
+                 out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -547,7 +555,8 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand)
     try:
         done = evaluate(config, EvalRun(out_dir), _dataset(data_dir), _tech(tech, None), _model_dir(model_dir),
-                        progress=tqdm, log=lambda m: click.echo(m, err=True), update_card=update_card)
+                        progress=tqdm, log=lambda m: click.echo(m, err=True), update_card=update_card,
+                        scheduler=scheduler)
     except ModelError as err:
         raise UserError(f"--model: {err}; or pass --model none") from err
     click.echo(done["report"].read_text().split("## Provenance")[0])

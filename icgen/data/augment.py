@@ -28,7 +28,8 @@ from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.parse import parse_answer, parse_compact, parse_design_json
 from ..core.sampling import Radius, local_sweep
 from ..core.tech import Technology, load_technology
-from ..sim.simulate import SimConfig, SimulatorPool
+from ..sim.engines import open_pool
+from ..sim.simulate import SimConfig
 from .dataset import Dataset, design_of, part_files, with_augments
 from .generate import base_table, simulate_chunk
 
@@ -136,7 +137,7 @@ def sampled_rows(data: Dataset) -> pd.DataFrame:
 
 def augment(out: str | Path | Dataset, centers: list[Design], center_source: str, n_per_center: int, radius: Radius,
             seed: int, kind: str, workers: int | None = None, chunk: int = 256,
-            progress: Callable[[int, int], None] | None = None) -> dict:
+            progress: Callable[[int, int], None] | None = None, scheduler: str | None = None) -> dict:
     """Sweep around `centers`, simulate what is new, append to the dataset; returns counts and coverage."""
     data = out if isinstance(out, Dataset) else Dataset(out)
     meta = data.meta
@@ -176,7 +177,7 @@ def augment(out: str | Path | Dataset, centers: list[Design], center_source: str
     total = len(candidates_frame)
     sim_config = SimConfig(tech=tech, testbench=meta.get("testbench", "feedback"))
     if done < total:
-        with SimulatorPool(workers=workers) as pool:
+        with open_pool(workers, scheduler) as pool:
             while done < total:
                 block = candidates_frame.iloc[done:done + chunk]
                 designs = [design_of(r) for _, r in block.iterrows()]

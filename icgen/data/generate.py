@@ -6,12 +6,14 @@ Designs come from a scrambled Sobol sequence (log scale for R0, C0, L and W), ro
 figures (voltages to 1 mV) so they print as a designer would write them. Work is done in chunks; each finished
 chunk is written atomically as a Parquet part, so a killed run (SIGKILL included) resumes where it stopped and
 ends with the same table as an uninterrupted one. The splits are written once, with the first finished table.
+Every invocation is counted in progress.json as it starts, and its wall time is written there every second.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,10 +29,10 @@ from ..core.sampling import sample_designs
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..sim.backends import ngspice_version
+from ..sim.engines import open_pool, pool_provenance
 from ..sim.simulate import SimConfig, SimulatorPool
 from .config import GenerateConfig
 from .dataset import Dataset, part_files, result_row, with_augments
-from .splits import make_splits
 
 
 def _check_same_run(data: Dataset, config: GenerateConfig, tech: Technology) -> None:
@@ -43,30 +45,74 @@ def _check_same_run(data: Dataset, config: GenerateConfig, tech: Technology) -> 
                                    f"use another --out or the same settings to resume")
 
 
+class _Session:
+    """This invocation in progress.json: counted as it starts, its wall time written every `every_s` seconds
+    (from a thread, so a SIGKILL at any moment loses at most that much)."""
+
+    def __init__(self, path: Path, config: dict, every_s: float = 1.0) -> None:
+        self.path = path
+        self.state = json.loads(path.read_text()) if path.is_file() else {"wall_s": 0.0, "sessions": 0}
+        self.state["config"] = config
+        self.state["sessions"] += 1
+        self._before = float(self.state["wall_s"])
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.flush()
+        self._thread = threading.Thread(target=self._tick, args=(every_s,), name="icgen-progress", daemon=True)
+        self._thread.start()
+
+    @property
+    def wall_s(self) -> float:
+        """Wall time of every session so far, this one up to now."""
+        return self._before + time.monotonic() - self._started
+
+    @property
+    def sessions(self) -> int:
+        return int(self.state["sessions"])
+
+    def flush(self) -> None:
+        with self._lock:  # one writer at a time: the temporary file is named by process
+            self.state["wall_s"] = self.wall_s
+            write_json_atomic(self.state, self.path)
+
+    def _tick(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self.flush()
+            except OSError:  # a full disk must not stop the run; the next tick tries again
+                pass
+
+    def __enter__(self) -> "_Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+
 def generate(config: GenerateConfig, out: str | Path | Dataset, workers: int | None = None,
-             progress: Callable[[int, int, int], None] | None = None) -> pd.DataFrame:
+             progress: Callable[[int, int, int], None] | None = None, scheduler: str | None = None) -> pd.DataFrame:
     """Simulate Sobol designs in chunks until `n_working` are ok; resumable; returns the final table.
 
-    `progress(simulated, working, total_wanted)` is called after every result.
+    `progress(simulated, working, total_wanted)` is called after every result. `scheduler` (or
+    $ICGEN_SCHEDULER) simulates on a Dask cluster instead of this machine's pool.
     """
     data = out if isinstance(out, Dataset) else Dataset(out)
     out = data.folder
     tech = load_technology(config.tech)
     data.parts_dir.mkdir(parents=True, exist_ok=True)
     _check_same_run(data, config, tech)
-    progress_file = data.progress_path
-    state = json.loads(progress_file.read_text()) if progress_file.is_file() else {"wall_s": 0.0, "sessions": 0}
-    state["config"] = {**asdict(config), "tech": tech.name}
-    state["sessions"] += 1
-    write_json_atomic(state, progress_file)
-    parts = part_files(data.parts_dir)
-    done = parts[-1][1] if parts else 0
-    working = sum(int(pd.read_parquet(p, columns=["working"])["working"].sum()) for _, _, p in parts)
-    sim_config = SimConfig(tech=tech, testbench=config.testbench)
-    started = time.time()
-    try:
+    with _Session(data.progress_path, {**asdict(config), "tech": tech.name}) as session:
+        parts = part_files(data.parts_dir)
+        done = parts[-1][1] if parts else 0
+        working = sum(int(pd.read_parquet(p, columns=["working"])["working"].sum()) for _, _, p in parts)
+        sim_config = SimConfig(tech=tech, testbench=config.testbench)
+        engine = None
         if working < config.n_working:
-            with SimulatorPool(workers=workers) as pool:
+            with open_pool(workers=workers, scheduler=scheduler) as pool:
+                engine = pool_provenance(pool)
                 while working < config.n_working:
                     if done >= config.max_simulations:
                         raise RuntimeError(f"only {working} working designs after {done} simulations; "
@@ -81,15 +127,15 @@ def generate(config: GenerateConfig, out: str | Path | Dataset, workers: int | N
 
                     simulate_chunk(pool, designs, done, sim_config, "sobol", data.parts_dir, counted)
                     done += len(designs)
-                    state["wall_s"] += time.time() - started
-                    started = time.time()
-                    write_json_atomic(state, progress_file)
-    finally:
-        state["wall_s"] += time.time() - started
-        write_json_atomic(state, progress_file)
-    base = base_table(data, config.n_working)
-    data.write_table(with_augments(base, data))  # augmented rows, if any, stay in the table
-    table = base
+                    session.flush()
+        base = base_table(data, config.n_working)
+        data.write_table(with_augments(base, data))  # augmented rows, if any, stay in the table
+        data.write_meta(_meta(config, tech, base, out, workers, session, engine))
+    return data.reload().table
+
+
+def _meta(config: GenerateConfig, tech: Technology, table: pd.DataFrame, out: Path, workers: int | None,
+          session: _Session, engine: dict | None) -> dict:
     counts = table["status"].value_counts().to_dict()
     meta = {
         "what": "icgen simulated dataset of two-stage Miller op-amp designs",
@@ -106,21 +152,24 @@ def generate(config: GenerateConfig, out: str | Path | Dataset, workers: int | N
                    "working": int(table["working"].sum())},
         "yield_ok": float(counts.get(Status.OK, 0) / len(table)),
         "yield_working": float(table["working"].sum() / len(table)),
-        "wall_s": round(state["wall_s"], 1), "sessions": state["sessions"], "workers": workers or os.cpu_count(),
+        "wall_s": round(session.wall_s, 1), "sessions": session.sessions, "workers": workers or os.cpu_count(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "working_means": "status ok (DC gain above 0 dB, a unity-gain crossing, positive phase margin, "
                          "non-inverting) and healthy (output not within 10% of VDD of a rail, no device in triode "
                          "or off); every other row is kept with its status, reason and flags",
     }
-    data.write_meta(meta)
-    return data.reload().table
+    if engine is not None:  # what simulated in this session (none when there was nothing left to simulate)
+        meta["engine"] = engine
+    return meta
 
 
 def build_dataset(config: GenerateConfig, out: str | Path, workers: int | None = None,
-                  progress: Callable[[int, int, int], None] | None = None) -> Dataset:
+                  progress: Callable[[int, int, int], None] | None = None, scheduler: str | None = None) -> Dataset:
     """`generate`, then the splits, written once beside the first finished table and never rewritten here."""
     data = Dataset(out)
-    table = generate(config, data, workers=workers, progress=progress)
+    table = generate(config, data, workers=workers, progress=progress, scheduler=scheduler)
+    from .splits import make_splits  # scikit-learn: imported after generate has counted the session
+
     if not data.has_splits:
         data.write_splits(make_splits(table, seed=config.seed))
     return data

@@ -17,7 +17,7 @@ from ..core.io import git_sha
 from ..core.tech import Technology
 from ..data.dataset import Dataset
 from ..sim.backends import ngspice_version
-from ..sim.simulate import SimulatorPool
+from ..sim.engines import open_pool, pool_provenance
 from ..sizing.surrogate import surrogate_loader, surrogate_provenance
 from .config import EvalConfig
 from .folder import EvalRun, EvalRunError
@@ -61,7 +61,8 @@ def run_eval(targets: list[Target], ctx: Context, out: Path | EvalRun, progress=
 
 
 def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, model_dir: str | Path | None = None,
-             progress=None, log: Callable[[str], None] | None = None, update_card: bool = False) -> dict:
+             progress=None, log: Callable[[str], None] | None = None, update_card: bool = False,
+             scheduler: str | None = None) -> dict:
     """A whole eval: targets, the model (when `model_dir` is given), the resumable run, the report and provenance.
 
     Returns {"report": path, "card": path or None, "outcomes": [...]}.
@@ -84,7 +85,8 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
     started = time.time()
     sessions = run.begin_session()
     train = data.training_rows(config.split_kind)
-    with SimulatorPool() as pool:
+    with open_pool(scheduler=scheduler) as pool:
+        engine = pool_provenance(pool)
         loader = surrogate_loader(data, config.split_kind, log) if "loop" in config.methods else None
         ctx = Context(tech, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt,
                       surrogate=loader() if loader else None)
@@ -94,7 +96,7 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
                   "training designs": int(train["working"].sum()), "model": info,
                   "surrogate": surrogate_provenance(data, config.split_kind),
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
-                  "sessions": sessions}
+                  "engine": engine, "sessions": sessions}
     report = write_report(outcomes, config, run.folder, provenance)
     card = update_model_card(model_dir, outcomes, config, report) if update_card and model_dir is not None else None
     return {"report": report, "card": card, "outcomes": outcomes}

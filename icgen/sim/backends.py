@@ -5,10 +5,15 @@ cross-check) are looked up by name in `REGISTRY`.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +56,42 @@ def _is_real_error(line: str) -> bool:
     return not any(b in text for b in benign)
 
 
+SPICEINIT_PLACEHOLDER = "* icgen: ngspice reads this empty init file instead of a .spiceinit in ~ or the user's folder\n"
+
+
+@contextlib.contextmanager
+def private_folder_for_init() -> Iterator[Path]:
+    """Be in a fresh folder holding a harmless `.spiceinit` while libngspice starts.
+
+    libngspice 39 sources `./.spiceinit`, else `~/.spiceinit` with ~ taken from the password database (not
+    $HOME), and either may hold `shell` commands; a `.spiceinit` in the current folder stops the search.
+    """
+    with tempfile.TemporaryDirectory(prefix="icgen-init-") as folder:
+        Path(folder, ".spiceinit").write_text(SPICEINIT_PLACEHOLDER)
+        try:
+            previous: str | None = os.getcwd()
+        except FileNotFoundError:  # the current folder was deleted
+            previous = None
+        os.chdir(folder)
+        try:
+            yield Path(folder)
+        finally:
+            if previous is not None:
+                with contextlib.suppress(OSError):
+                    os.chdir(previous)
+
+
+def _parent_death_signal():
+    """A preexec_fn that makes the child get SIGKILL when its parent dies (a killed worker leaves no ngspice)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None).prctl  # looked up here: the child, between fork and exec, only calls it
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 class SharedBackend:
     """ngspice as a shared library through PySpice, with PySpice's stderr-is-error rule replaced by ours."""
 
@@ -72,7 +113,8 @@ class SharedBackend:
                 (self_._stderr if prefix == "stderr" else self_._stdout).append(content)
                 return 0
 
-        self._ng = _Ngspice(ngspice_id=0)
+        with private_folder_for_init():
+            self._ng = _Ngspice(ngspice_id=0)
         self._lib = self._ng._ngspice_shared
         self._ng.exec_command("set num_threads=1")
 
@@ -119,7 +161,10 @@ class SharedBackend:
 
 
 class BatchBackend:
-    """`ngspice -b` on the same circuit, op values printed, the AC sweep written with wrdata."""
+    """`ngspice -b -n` on the same circuit, op values printed, the AC sweep written with wrdata.
+
+    `-n` skips `.spiceinit` (current folder and $HOME); the deck runs in its own temporary folder.
+    """
 
     name = "batch"
 
@@ -129,6 +174,7 @@ class BatchBackend:
             raise RuntimeError(f"{executable} not found; install Debian's ngspice (apt-get install ngspice)")
         self.executable = path
         self.timeout_s = timeout_s
+        self._preexec = _parent_death_signal()
 
     def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
         with tempfile.TemporaryDirectory(prefix="icgen-") as tmp:
@@ -136,8 +182,9 @@ class BatchBackend:
             deck_file = Path(tmp) / "deck.cir"
             deck_file.write_text(circuit + batch_control_block(tech, sweep, str(ac_file)))
             try:
-                proc = subprocess.run([self.executable, "-b", str(deck_file)], capture_output=True, text=True,
-                                      timeout=self.timeout_s, cwd=tmp, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                proc = subprocess.run([self.executable, "-b", "-n", str(deck_file)], capture_output=True, text=True,
+                                      timeout=self.timeout_s, cwd=tmp, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                      preexec_fn=self._preexec)
             except subprocess.TimeoutExpired:
                 return RawSimulation(error=f"ngspice -b timed out after {self.timeout_s:g} s")
             values = _parse_prints(proc.stdout)

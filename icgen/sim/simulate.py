@@ -2,17 +2,22 @@
 
     simulate(design)                       # one design, in a worker process
     with SimulatorPool(workers=2) as pool:   # many designs; a crash or hang costs only that design
-        for index, result in pool.map(designs): ...
+        for index, result in pool.map(designs): ...   # (after one more try on a fresh worker)
 
 Two backends run the same deck: `shared` (PySpice's NgSpiceShared on libngspice, the main one) and `batch`
 (an `ngspice -b` subprocess, used to cross-check). Each result has a status: ok, not_amplifier, failed.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -101,35 +106,73 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
 
 # ----------------------------------------------------------------------------- worker pool
 
-def _worker_main(conn, backend_name: str) -> None:
+TRACE_ENV = "ICGEN_WORKER_TRACE"
+"""Tests only: a file where each worker appends `start PID INDEX` and `end PID INDEX` around every design."""
+
+
+def _trace(path: str | None, what: str, index: int) -> None:
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{what} {os.getpid()} {index}\n".encode())  # one write: lines from workers never mix
+        finally:
+            os.close(fd)
+
+
+def _enter_private_folder(folder: str) -> None:
+    """Work in `folder` (owned and removed by the parent) with HOME and TMPDIR there too.
+
+    ngspice then never sees the user's folder or home, and whatever a killed worker leaves is inside `folder`.
+    """
+    sys.path[:] = [p or os.getcwd() for p in sys.path]  # '' meant the parent's folder; keep it importable
+    os.chdir(folder)
+    os.environ.update(HOME=folder, TMPDIR=folder)
+    tempfile.tempdir = folder
+
+
+def _worker_main(conn, backend_name: str, folder: str) -> None:
     """A worker: build the backend once, then simulate tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _enter_private_folder(folder)
     backend = make_backend(backend_name)
+    trace = os.environ.get(TRACE_ENV)
     while True:
-        task = conn.recv()
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent died without closing the pool: clean up after it
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(folder))  # the pool's folder, once its last worker has gone
+            return
         if task is None:
             return
         index, design, config, debug = task
+        _trace(trace, "start", index)
         if debug == "segfault":  # for tests: die the way libngspice does
             os.kill(os.getpid(), signal.SIGSEGV)
         if debug == "hang":
             time.sleep(3600)
+        if debug == "slow":  # for tests: time to kill this worker from outside mid-design
+            time.sleep(1.0)
         try:
             result = simulate_with(backend, design, config)
         except Exception as err:  # a bug in measurement must not kill the run; report it on the design
             result = SimResult(design=design, status=Status.FAILED, reason=f"{type(err).__name__}: {err}", metrics=None,
                                health=None, tech=config.tech.name, testbench=config.testbench,
                                backend=backend_name, seconds=0.0)
+        _trace(trace, "end", index)
         conn.send((index, result))
 
 
 class _Worker:
-    def __init__(self, ctx, backend: str) -> None:
+    def __init__(self, ctx, backend: str, parent_folder: str) -> None:
+        self.folder = tempfile.mkdtemp(prefix="worker-", dir=parent_folder)
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, backend), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, backend, self.folder), daemon=True)
         self.process.start()
         child.close()
         self.task: tuple | None = None
+        self.attempt = 0
         self.started = 0.0
         self.done = 0
 
@@ -138,6 +181,7 @@ class _Worker:
             self.process.kill()
         self.process.join(timeout=5)
         self.conn.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _exit_reason(process) -> str:
@@ -148,29 +192,78 @@ def _exit_reason(process) -> str:
     return f"exit code {code}"
 
 
+_POOL_PREFIX = "icgen-pool-"
+
+
+def _remove_stale_pool_folders() -> None:
+    """Remove the folders of pools whose process was killed with its workers (SIGKILL to the process group)."""
+    root = tempfile.gettempdir()
+    if not hasattr(os, "getuid"):
+        return
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_POOL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            pid = int(name[len(_POOL_PREFIX):].split("-")[0])
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):  # not ours, or its process is alive (or not ours to signal)
+            continue
+
+
 class SimulatorPool:
     """Worker processes that each own one ngspice; a segfault or hang costs one design, never the run.
 
-    Workers are replaced after `recycle_after` simulations to bound ngspice's slow memory growth.
+    A design whose worker dies (crash, killed from outside) or hangs is tried once more on a fresh worker; if
+    that one dies or hangs too, the design is `failed` with the reason. `crashes` and `timeouts` count the
+    designs lost that way, `retries` the second tries. Workers are replaced after `recycle_after` simulations
+    to bound ngspice's slow memory growth (None: never): about 1 MB per 1000 simulations, while a restart costs
+    about 0.2 s, so every 10000 bounds it to ~10 MB at no measurable cost (bench/bench_recycle.py). Each worker
+    runs in a temporary folder of the pool's, removed when the worker is replaced and when the pool closes.
     """
 
+    ATTEMPTS = 2
+    """Tries per design when its worker dies or hangs: the first, and one on a fresh worker."""
+
     def __init__(self, workers: int | None = None, backend: str = "shared", timeout_s: float = 30.0,
-                 recycle_after: int = 500) -> None:
+                 recycle_after: int | None = 10_000) -> None:
         self.n_workers = max(1, workers or os.cpu_count() or 1)
         self.backend = backend
         self.timeout_s = timeout_s
         self.recycle_after = recycle_after
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
+        self._folder: str | None = None
         self.crashes = 0
         self.timeouts = 0
+        self.retries = 0
+
+    @property
+    def folder(self) -> str | None:
+        """The temporary folder holding the workers' folders (None when closed)."""
+        return self._folder
 
     def __enter__(self) -> "SimulatorPool":
-        self._workers = [_Worker(self._ctx, self.backend) for _ in range(self.n_workers)]
+        _remove_stale_pool_folders()
+        self._folder = tempfile.mkdtemp(prefix=f"{_POOL_PREFIX}{os.getpid()}-")
+        try:
+            self._workers = [self._start() for _ in range(self.n_workers)]
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _start(self) -> _Worker:
+        return _Worker(self._ctx, self.backend, self._folder)
 
     def close(self) -> None:
         for w in self._workers:
@@ -183,19 +276,48 @@ class SimulatorPool:
             w.process.join(timeout=2)
             w.kill()
         self._workers = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker(self._ctx, self.backend)
+        fresh = self._start()
         self._workers[self._workers.index(worker)] = fresh
         return fresh
 
-    def _lost(self, worker: _Worker, why: str) -> tuple[int, SimResult]:
-        index, design, config, _ = worker.task
-        result = SimResult(design=design, status=Status.FAILED, reason=why, metrics=None, health=None,
-                           tech=config.tech.name, testbench=config.testbench, backend=self.backend,
-                           seconds=time.perf_counter() - worker.started)
-        return index, result
+    def _assign(self, worker: _Worker, task: tuple, attempt: int) -> _Worker:
+        """Send a task; a worker that died while idle (killed from outside) is replaced first."""
+        for _ in range(2):
+            worker.task, worker.attempt, worker.started = task, attempt, time.perf_counter()
+            try:
+                worker.conn.send(task)
+                return worker
+            except OSError:
+                worker.task = None
+                worker = self._replace(worker)
+        raise RuntimeError("a fresh simulation worker could not be reached")
+
+    def _give_up_or_retry(self, worker: _Worker, why: str, retry: deque,
+                          timed_out: bool = False) -> tuple[int, SimResult] | None:
+        """The one rule for a design whose worker died or hung: again on a fresh worker, then failed."""
+        task, attempt = worker.task, worker.attempt
+        seconds = time.perf_counter() - worker.started
+        worker.task = None
+        self._replace(worker)
+        if attempt + 1 < self.ATTEMPTS:
+            self.retries += 1
+            retry.append((task, attempt + 1))
+            return None
+        if timed_out:
+            self.timeouts += 1
+        else:
+            self.crashes += 1
+        index, design, config, _ = task
+        reason = f"{why} on its second try, on a fresh worker; the design was skipped"
+        return index, SimResult(design=design, status=Status.FAILED, reason=reason, metrics=None, health=None,
+                                tech=config.tech.name, testbench=config.testbench, backend=self.backend,
+                                seconds=seconds)
 
     def map(self, designs: Iterable[Design], config: SimConfig,
             debug: dict[int, str] | None = None) -> Iterator[tuple[int, SimResult]]:
@@ -204,52 +326,55 @@ class SimulatorPool:
             raise RuntimeError("use SimulatorPool as a context manager")
         debug = debug or {}
         pending = iter(enumerate(designs))
+        retry: deque = deque()
         exhausted = False
-        while True:
-            for w in list(self._workers):
-                if w.task is None and not exhausted:
-                    if w.done >= self.recycle_after:
-                        w = self._replace(w)
-                    nxt = next(pending, None)
-                    if nxt is None:
-                        exhausted = True
-                        break
-                    index, design = nxt
-                    w.task = (index, design, config, debug.get(index))
-                    w.started = time.perf_counter()
-                    try:
-                        w.conn.send(w.task)
-                    except OSError:  # the worker died while idle (killed from outside): start a fresh one
-                        task = w.task
-                        w = self._replace(w)
-                        w.task, w.started = task, time.perf_counter()
-                        w.conn.send(w.task)
-            busy = [w for w in self._workers if w.task is not None]
-            if not busy:
-                return
-            now = time.perf_counter()
-            wait_s = max(0.0, min(w.started + self.timeout_s - now for w in busy))
-            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_s + 0.01)
-            for w in busy:
-                if w.conn in ready:
-                    try:
-                        index, result = w.conn.recv()
-                    except (EOFError, OSError):
-                        self.crashes += 1
-                        yield self._lost(w, f"simulator crashed ({_exit_reason(w.process)}); the design was skipped")
-                        self._replace(w)
+        try:
+            while True:
+                for w in list(self._workers):
+                    if w.task is not None:
                         continue
+                    if retry:
+                        task, attempt = retry.popleft()
+                    elif exhausted or (nxt := next(pending, None)) is None:
+                        exhausted = True
+                        continue
+                    else:
+                        task, attempt = (nxt[0], nxt[1], config, debug.get(nxt[0])), 0
+                    if self.recycle_after is not None and w.done >= self.recycle_after:
+                        w = self._replace(w)
+                    self._assign(w, task, attempt)
+                busy = [w for w in self._workers if w.task is not None]
+                if not busy:
+                    return
+                now = time.perf_counter()
+                wait_s = max(0.0, min(w.started + self.timeout_s - now for w in busy))
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_s + 0.01)
+                for w in busy:
+                    lost = None
+                    if w.conn in ready or w.conn.poll():  # an answer (or EOF) that came after the wait
+                        try:
+                            index, result = w.conn.recv()
+                        except (EOFError, OSError):
+                            lost = self._give_up_or_retry(w, f"simulator crashed ({_exit_reason(w.process)})", retry)
+                        else:
+                            w.task = None
+                            w.done += 1
+                            yield index, result
+                            continue
+                    elif w.process.sentinel in ready or not w.process.is_alive():
+                        lost = self._give_up_or_retry(w, f"simulator crashed ({_exit_reason(w.process)})", retry)
+                    elif time.perf_counter() - w.started > self.timeout_s:
+                        lost = self._give_up_or_retry(w, f"simulation timed out after {self.timeout_s:g} s", retry,
+                                                      timed_out=True)
+                    if lost is not None:
+                        yield lost
+        finally:
+            # left early (an exception, or the caller stopped): a busy worker would answer the next map, so it
+            # is stopped here and replaced when next given a task
+            for w in self._workers:
+                if w.task is not None:
                     w.task = None
-                    w.done += 1
-                    yield index, result
-                elif w.process.sentinel in ready or not w.process.is_alive():
-                    self.crashes += 1
-                    yield self._lost(w, f"simulator crashed ({_exit_reason(w.process)}); the design was skipped")
-                    self._replace(w)
-                elif time.perf_counter() - w.started > self.timeout_s:
-                    self.timeouts += 1
-                    yield self._lost(w, f"simulation timed out after {self.timeout_s:g} s; the design was skipped")
-                    self._replace(w)
+                    w.kill()
 
 
 def simulate(design: Design, tech: Technology | str = "ptm65", testbench: str = "feedback",
