@@ -20,7 +20,7 @@ from . import __version__
 from .core.deck import TESTBENCHES, render_answer
 from .core.design import DESIGN_KEYS, EXAMPLE_DESIGN, METRIC_KEYS, METRIC_LABELS, METRIC_UNITS, VARIABLE_BY_KEY
 from .core.errors import IcgenError
-from .core.parse import ParsedAnswer, Problem, parse_answer, read_design_file
+from .core.parse import MAX_ANSWER_BYTES, ParsedAnswer, Problem, parse_design_text, read_design_file
 from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
 from .core.tech import DEFAULT_TECH, builtin_names, load_technology
@@ -61,6 +61,11 @@ class IcgenGroup(click.Group):
         except OSError as err:  # a folder that is read-only, full or missing: say which, in one line
             where = f"{err.filename}: " if err.filename else ""
             raise UserError(f"{where}{err.strerror or err}; choose a folder you can write to (e.g. --out)") from err
+
+
+def _read_stdin() -> ParsedAnswer:
+    """An answer or a JSON design from standard input, read no further than the parser's size limit."""
+    return parse_design_text(sys.stdin.read(MAX_ANSWER_BYTES + 1))
 
 
 def _tech(tech: str, corner: str | None):
@@ -141,7 +146,7 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
     if design_file:
         if design_file != "-" and not Path(design_file).is_file():
             raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
-        parsed = parse_answer(sys.stdin.read()) if design_file == "-" else read_design_file(design_file)
+        parsed = _read_stdin() if design_file == "-" else read_design_file(design_file)
         if parsed.problems or parsed.design is None:
             raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
         design = parsed.design
@@ -192,7 +197,7 @@ def validate(answer_file, tech, corner, testbench, no_simulate, as_json) -> None
 
     technology = _tech(tech, corner)
     if answer_file == "-":
-        parsed: ParsedAnswer = parse_answer(sys.stdin.read())
+        parsed: ParsedAnswer = _read_stdin()
     elif not Path(answer_file).is_file():
         raise UserError(f"{answer_file}: no such file")
     else:

@@ -91,3 +91,35 @@ def test_vectorised_ranking_agrees_with_rank_key_on_dataset_rows(specs):
         assert worst[i] == pytest.approx(expected[1], abs=1e-12) or (math.isinf(worst[i]) and math.isinf(expected[1])
                                                                       and worst[i] == expected[1])
         assert power[i] == pytest.approx(expected[2])
+
+
+@pytest.mark.parametrize("option", ["gain", "gm", "pm", "ugb", "bw", "power"])
+@pytest.mark.parametrize("text", ["1e1000000", "-1e1000000", "1e-1000000", "9" * 10000, "٣٨", "1_0"])
+def test_absurd_spec_text_is_a_one_line_spec_error(option, text):
+    with pytest.raises(SpecError) as err:
+        parse_spec(option, text)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200
+
+
+@pytest.mark.parametrize("key, inside, outside, says", [
+    ("gain_db", (-19.9, 0, 199.9), (-20, -5e3, 200), "more than -20 and less than 200 dB"),
+    ("pm_deg", (0.1, 179.9), (0, -1, 180), "more than 0 and less than 180"),
+    ("gm_db", (0, 199.9), (-0.1, 200), "0 or more and less than 200 dB"),
+    ("ugb_hz", (1e-3, 9.9e11), (0, -1, 1e12), "more than 0 and less than 1e12 Hz"),
+    ("bw3db_hz", (1e-3, 9.9e11), (0, 1e12), "more than 0 and less than 1e12 Hz"),
+    ("power_w", (1e-12, 9.9), (0, -1, 10), "more than 0 and less than 10 W"),
+])
+def test_range_checks_enforce_exactly_what_they_say(key, inside, outside, says):
+    for value in inside:
+        assert getattr(Specs(**{key: value}), key) == value
+    for value in (*outside, math.nan, math.inf):
+        with pytest.raises(SpecError, match=says):
+            Specs(**{key: value})
+
+
+def test_specs_refuse_non_numbers_and_unknown_names():
+    for value in ("38", 10**400, True, [38]):
+        with pytest.raises(SpecError):
+            Specs(gain_db=value)
+    with pytest.raises(SpecError, match="unknown spec"):
+        parse_spec("slew", "1")

@@ -66,3 +66,34 @@ def test_format_si_is_for_people():
     assert format_si(12.3456e6, "Hz") == "12.35 MHz"
     assert format_si(3422.19, "Hz") == "3.422 kHz"
     assert format_si(None, "Hz") == "—"
+
+
+@pytest.mark.parametrize("text", ["1e1000000", "-1e1000000", "1e309", "1e-1000000", "1e-400", "1e99999999999999999999999",
+                                  "9" * 20000, "1" + "0" * 60, " " * 30 + "1" * 45 + "n" * 6])
+def test_out_of_range_and_overlong_numbers_are_unit_errors(text):
+    with pytest.raises(UnitError) as err:
+        parse_quantity(text, "m")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200
+
+
+def test_float_edges_still_read():
+    assert parse_quantity("1e308") == 1e308 and parse_quantity("5e-324") == 5e-324 and parse_quantity("0e999999") == 0.0
+    assert parse_quantity("1" * 50) == float("1" * 50)
+    with pytest.raises(UnitError):
+        parse_quantity(10**400)
+    with pytest.raises(UnitError):
+        parse_quantity(None)
+
+
+@pytest.mark.parametrize("text", ["１５u", "٣n", "1_000", "0x10", "1,5", "15 u m", "15um)", "inf", "NaN", "1e", "+-1", "١"])
+def test_only_ascii_numbers_and_known_suffixes(text):
+    with pytest.raises(UnitError):
+        parse_quantity(text, "m")
+
+
+@pytest.mark.parametrize("text, unit, value", [
+    ("15µm", "m", 15e-6), ("15\u03bcm", "m", 15e-6), ("3kΩ", "Ohm", 3e3), ("3k\u2126", "Ohm", 3e3), ("100Ω", "Ohm", 100.0),
+    ("2MΩ", "Ohm", 2e6), ("3.0\u00a0KOhm", "Ohm", 3e3), ("\u200a605 mV\u3000", "V", 0.605),
+])
+def test_micro_and_ohm_signs_and_unicode_spaces(text, unit, value):
+    assert parse_quantity(text, unit) == value

@@ -7,13 +7,14 @@ decade of frequency or power each count 1). Only an `ok` result with a healthy o
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, fields
 
 from .design import Metrics
 from .errors import SPEC_OPTIONS, IcgenError
 from .status import Status
-from .units import UnitError, parse_quantity
+from .units import MAX_NUMBER_CHARS, NUMBER_PATTERN, UnitError, parse_quantity, shown
 
 # What one unit of shortfall is, per spec: a designer's sense of "equally far off".
 SHORTFALL_SCALE = {"gain_db": 6.0, "pm_deg": 10.0, "gm_db": 6.0}
@@ -42,17 +43,29 @@ class Specs:
         if all(getattr(self, f.name) is None for f in fields(self)):
             raise SpecError("give at least one spec, e.g. {gain_db} 38dB {pm_deg} 52")
         checks = [
-            ("gain_db", lambda v: -20 < v < 200, "{v:g} dB is not a reachable DC gain; use 0 to 200 dB"),
-            ("pm_deg", lambda v: 0 < v < 180, "{v:g} degrees is not a phase margin; use 0 to 180"),
-            ("gm_db", lambda v: 0 <= v < 200, "{v:g} dB is not a gain margin; use 0 to 200 dB"),
-            ("ugb_hz", lambda v: 0 < v < 1e12, "{v:g} Hz is not a unity-gain bandwidth; use e.g. 10MHz"),
-            ("bw3db_hz", lambda v: 0 < v < 1e12, "{v:g} Hz is not a 3 dB bandwidth; use e.g. 100kHz"),
-            ("power_w", lambda v: 0 < v < 10, "{v:g} W is not a power budget; use e.g. 50uW"),
+            ("gain_db", lambda v: -20 < v < 200, "{v:.12g} dB is not a reachable DC gain; use more than -20 and less than "
+                                                 "200 dB"),
+            ("pm_deg", lambda v: 0 < v < 180, "{v:.12g} degrees is not a phase margin; use more than 0 and less than 180"),
+            ("gm_db", lambda v: 0 <= v < 200, "{v:.12g} dB is not a gain margin; use 0 or more and less than 200 dB"),
+            ("ugb_hz", lambda v: 0 < v < 1e12, "{v:.12g} Hz is not a unity-gain bandwidth; use more than 0 and less than "
+                                               "1e12 Hz, e.g. 10MHz"),
+            ("bw3db_hz", lambda v: 0 < v < 1e12, "{v:.12g} Hz is not a 3 dB bandwidth; use more than 0 and less than "
+                                                 "1e12 Hz, e.g. 100kHz"),
+            ("power_w", lambda v: 0 < v < 10, "{v:.12g} W is not a power budget; use more than 0 and less than 10 W, "
+                                              "e.g. 50uW"),
         ]
         for key, ok, message in checks:
             value = getattr(self, key)
-            if value is not None and not (math.isfinite(value) and ok(value)):
-                raise SpecError("{" + key + "}: " + message.format(v=value))
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise SpecError("{" + key + "}: " + f"{shown(value)} is not a number")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise SpecError("{" + key + "}: " + f"{shown(value)} is too large") from None
+            if not (math.isfinite(number) and ok(number)):
+                raise SpecError("{" + key + "}: " + message.format(v=number))
         if self.ugb_hz is not None and self.bw3db_hz is not None and self.bw3db_hz >= self.ugb_hz:
             raise SpecError(f"{{bw3db_hz}} {self.bw3db_hz:g} Hz is not below {{ugb_hz}} {self.ugb_hz:g} Hz: an "
                             f"amplifier's 3 dB bandwidth lies below its unity-gain bandwidth")
@@ -71,8 +84,8 @@ class Specs:
 SPEC_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Specs))
 """The six metrics in spec order: the order of surrogate outputs and of eval's error columns."""
 
-_DB = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(dB|db|DB)?\s*$")
-_DEG = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(deg|degree|degrees|°)?\s*$")
+_DB = re.compile(rf"({NUMBER_PATTERN})\s*(dB|db|DB)?")
+_DEG = re.compile(rf"({NUMBER_PATTERN})\s*(deg|degree|degrees|°)?")
 
 
 SPEC_KEY_BY_NAME = {name: key for key, name in SPEC_OPTIONS.items()}
@@ -85,24 +98,32 @@ def parse_spec(name: str, text: str) -> float:
     `name` is a spec key (`gain_db`) or its short name (`gain`).
     """
     key = SPEC_KEY_BY_NAME.get(name.lstrip("-"), name)
+    if key not in SPEC_KEYS:
+        raise SpecError(f"unknown spec {shown(name)}; use one of {', '.join(SPEC_KEY_BY_NAME)}")
     field = "{" + key + "}"
-    if key in ("gain_db", "gm_db"):
-        match = _DB.match(text)
+    if not isinstance(text, str):
+        raise SpecError(f"{field}: {shown(text)} is not text such as 38dB")
+    stripped = text.strip()
+    if len(stripped) > MAX_NUMBER_CHARS:
+        raise SpecError(f"{field}: {shown(stripped)} is longer than {MAX_NUMBER_CHARS} characters; use e.g. 38dB, "
+                        f"10MHz, 50uW")
+    if key in ("gain_db", "gm_db", "pm_deg"):
+        pattern, what, example = (_DEG, "a phase in degrees", "52deg or 52") if key == "pm_deg" else \
+            (_DB, "a gain in dB", "38dB or 38")
+        match = pattern.fullmatch(stripped)
         if not match:
-            raise SpecError(f"{field}: {text!r} is not a gain in dB; use 38dB or 38")
-        return float(match.group(1))
-    if key == "pm_deg":
-        match = _DEG.match(text)
-        if not match:
-            raise SpecError(f"{field}: {text!r} is not a phase in degrees; use 52deg or 52")
-        return float(match.group(1))
+            raise SpecError(f"{field}: {shown(text)} is not {what}; use {example}")
+        try:
+            return parse_quantity(match.group(1))
+        except UnitError as err:
+            raise SpecError(f"{field}: {err}; use {example}") from err
     unit = {"ugb_hz": "Hz", "bw3db_hz": "Hz", "power_w": "W"}[key]
     try:
-        return parse_quantity(text, unit)
+        return parse_quantity(stripped, unit)
     except UnitError as err:
         example = "10MHz or 10e6" if unit == "Hz" else "50uW or 50e-6"
-        raise SpecError(f"{field}: {text!r} is not a {'frequency' if unit == 'Hz' else 'power'}; use {example}") \
-            from err
+        raise SpecError(f"{field}: {shown(text)} is not a {'frequency' if unit == 'Hz' else 'power'} ({err}); "
+                        f"use {example}") from err
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def read_centers(path: str | Path, tech: Technology | None = None) -> list[Desig
                 items = [json.loads(stripped)]
             except json.JSONDecodeError:
                 items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # bad JSON, or an integer past Python's digit limit
         raise ValueError(f"{path}: not valid JSON or JSONL ({type(err).__name__})") from None
     designs = [_center(item, f"{path}: design {i + 1}", tech) for i, item in enumerate(items)]
     if not items:
