@@ -30,3 +30,14 @@ def shipped_data():
 
     data = Dataset(SHIPPED)
     return data.table, data.splits, data.training_rows("heldout")
+
+
+SUMMARY: list[str] = []
+"""Figures tests measured (fuzz counts, time ratios): printed at the end of every run, `-q` included."""
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SUMMARY:
+        terminalreporter.section("icgen: figures measured by the tests")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)

@@ -35,6 +35,15 @@ from icgen.core.tech import load_technology
 from icgen.core.units import MAX_NUMBER_CHARS, UnitError, format_answer, format_spice, parse_quantity
 from icgen.sim.validate import validate_parsed
 
+
+def _report(line: str) -> None:
+    """Print a measured figure, and list it in the run's terminal summary (shown with -q too)."""
+    from .conftest import SUMMARY
+
+    print("\n" + line)
+    SUMMARY.append(line)
+
+
 TECH = load_technology("ptm65")
 _RANDOM = random_designs(TECH, 24, seed=3)
 DESIGNS = [EXAMPLE_DESIGN, *_RANDOM, *(Design(**{k: quantize(k, v) for k, v in d.to_dict().items()}) for d in _RANDOM),
@@ -572,7 +581,7 @@ def test_fuzz_answers_through_parse_and_validation():
             failures.append(f"validation disagrees {answer.applied} {text!r}: {[str(p) for p in report.problems][:3]}")
 
     run()
-    print(f"\nfuzz: {counts['answers']} answers, {counts['exceptions']} exceptions, {counts['wrong']} wrong accepted, "
+    _report(f"fuzz: {counts['answers']} answers, {counts['exceptions']} exceptions, {counts['wrong']} wrong accepted, "
           f"{counts['false']} false rejections ({counts['legal']} legal variants, {counts['refused']} refused, "
           f"{counts['valid']} validated)")
     assert not failures, "\n".join(failures[:5])
@@ -671,7 +680,7 @@ def test_fuzz_compact():
             failures.append(f"false rejection {text!r}: {parsed.problems[:2]}")
 
     run()
-    print(f"\nfuzz compact: {counts['texts']} texts, {counts['exceptions']} exceptions, {counts['wrong']} wrong accepted, "
+    _report(f"fuzz compact: {counts['texts']} texts, {counts['exceptions']} exceptions, {counts['wrong']} wrong accepted, "
           f"{counts['false']} false rejections")
     assert not failures, "\n".join(failures[:5])
 
@@ -842,7 +851,7 @@ def test_parsing_time_is_linear_in_input_size():
     for name, fn in (("quantity digits", lambda t: _refused(parse_quantity, t, "m")),
                      ("spec digits", lambda t: _refused(parse_spec, "gain", t))):
         ratios[name] = per_call(fn, "9" * 100_000) / per_call(fn, "9" * 10_000)
-    print("\ntime ratios (10x input): " + ", ".join(f"{k} {v:.1f}" for k, v in ratios.items()))
+    _report("time ratios (10x input): " + ", ".join(f"{k} {v:.1f}" for k, v in ratios.items()))
     assert all(r < 20 for r in ratios.values()), ratios
 
 
