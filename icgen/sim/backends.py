@@ -136,6 +136,10 @@ class SharedBackend:
             return None
         return np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
 
+    def run_vectors(self, circuit: str, analyses) -> tuple[dict[str, np.ndarray], str | None]:
+        """Any analyses on a circuit: (vectors by name, error or None)."""
+        return run_vectors_shared(self, circuit, analyses)
+
     def run(self, circuit: str, tech: Technology, sweep: Sweep) -> RawSimulation:
         try:
             self._ng.clear_output()
@@ -158,6 +162,28 @@ class SharedBackend:
         finally:
             self._command("destroy all")
             self._command("remcirc")
+
+
+def run_vectors_shared(backend: SharedBackend, circuit: str, analyses) -> tuple[dict[str, np.ndarray], str | None]:
+    """Load a circuit, run each analysis (icgen.core.signoff.Analysis) and read its vectors right after it."""
+    vectors: dict[str, np.ndarray] = {}
+    try:
+        backend._ng.clear_output()
+        backend._ng.load_circuit(circuit + ".end\n")
+        errors = [line for line in backend._ng._stderr if _is_real_error(line)]
+        if errors:
+            return vectors, "; ".join(errors[:3])
+        for analysis in analyses:
+            errors = backend._command(analysis.command)
+            for name in analysis.vectors:
+                vec = backend._vector(name)
+                if vec is None or vec.size == 0:
+                    return vectors, "; ".join(errors[:3]) or f"{analysis.command.split()[0]} gave no {name}"
+                vectors[name] = vec
+        return vectors, None
+    finally:
+        backend._command("destroy all")
+        backend._command("remcirc")
 
 
 class BatchBackend:

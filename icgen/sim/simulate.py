@@ -28,6 +28,7 @@ import numpy as np
 from ..core.deck import Sweep, render_circuit
 from ..core.design import Design, Metrics
 from ..core.measure import Health, assess_health, measure
+from ..core.signoff import BENCHES, Signoff, area_m2, estimates, has_shelf
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from .backends import BACKENDS, make_backend
@@ -48,6 +49,7 @@ class SimResult:
     seconds: float
     frequency_hz: np.ndarray | None = None
     response: np.ndarray | None = None
+    signoff: Signoff | None = None
 
     def to_dict(self, with_sweep: bool = False) -> dict[str, Any]:
         """JSON form: {"design", "metrics", "status", "reason", "health", ...}, SI units."""
@@ -58,6 +60,8 @@ class SimResult:
             "health": self.health.to_dict() if self.health else None,
             "tech": self.tech, "testbench": self.testbench, "backend": self.backend, "seconds": self.seconds,
         }
+        if self.signoff is not None:
+            out["signoff"] = self.signoff.to_dict()
         if with_sweep and self.frequency_hz is not None and self.response is not None:
             out["sweep"] = {"frequency_hz": self.frequency_hz.tolist(), "real": self.response.real.tolist(),
                             "imag": self.response.imag.tolist()}
@@ -78,10 +82,14 @@ class SimConfig:
     """The AC sweep."""
     backend: str = "shared"
     """shared (libngspice via PySpice) or batch (ngspice -b)."""
+    signoff: bool = False
+    """Also run the sign-off benches (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.signoff and self.backend != "shared":
+            raise ValueError("the sign-off benches run on the shared backend only")
 
 
 def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
@@ -99,9 +107,35 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=health,
                          seconds=time.perf_counter() - start, **common)
     metrics, reason = measure(raw.frequency_hz, raw.response, power_w)
+    figures = run_signoff(backend, design, config, raw, metrics) if config.signoff and reason is None else None
     return SimResult(status=Status.OK if reason is None else Status.NOT_AMPLIFIER, reason=reason, metrics=metrics,
                      health=health, seconds=time.perf_counter() - start, frequency_hz=raw.frequency_hz,
-                     response=raw.response, **common)
+                     response=raw.response, signoff=figures, **common)
+
+
+def run_signoff(backend, design: Design, config: SimConfig, raw, metrics: Metrics) -> Signoff:
+    """Every sign-off bench on one amplifier, in registry order; a bench that fails leaves its figures None and
+    says why in `problems`."""
+    tech = config.tech
+    context = {"ugb_hz": metrics.ugb_hz, "open_loop": raw.response, "tail_current_a": abs(raw.op["M5.id"]),
+               "c0_f": design.C0}
+    figures: dict = {"offset_v": design.VIN - raw.op["vout"], "area_m2": area_m2(design, tech),
+                     **estimates(design, tech, raw.op, metrics.gain_db, metrics.bw3db_hz)}
+    problems = []
+    for bench in BENCHES.values():
+        vectors, error = backend.run_vectors(bench.circuit(design, tech, context), bench.analyses(design, tech, context))
+        if error is not None:
+            problems.append(f"{bench.name}: {error}")
+            continue
+        try:
+            found = bench.measure(vectors, design, tech, context)
+        except (ValueError, IndexError, FloatingPointError) as err:
+            problems.append(f"{bench.name}: {type(err).__name__}: {err}")
+            continue
+        figures.update({k: v for k, v in found.items() if not k.startswith("_")})  # "_": for later benches only
+        context.update(found)
+    figures["ugb_shelf"] = has_shelf(metrics.ugb_hz, figures.get("buffer_bw_hz"))
+    return Signoff(problems=tuple(problems), **figures)
 
 
 # ----------------------------------------------------------------------------- worker pool
@@ -378,10 +412,12 @@ class SimulatorPool:
 
 
 def simulate(design: Design, tech: Technology | str = "ptm65", testbench: str = "feedback",
-             sweep: Sweep = Sweep(), backend: str = "shared", timeout_s: float = 60.0) -> SimResult:
-    """Simulate one design in a worker process (safe against simulator crashes) and measure it."""
+             sweep: Sweep = Sweep(), backend: str = "shared", timeout_s: float = 60.0,
+             signoff: bool = False) -> SimResult:
+    """Simulate one design in a worker process (safe against simulator crashes) and measure it (and, with
+    `signoff`, run the sign-off benches of icgen.core.signoff)."""
     config = SimConfig(tech=load_technology(tech) if isinstance(tech, str) else tech, testbench=testbench,
-                       sweep=sweep, backend=backend)
+                       sweep=sweep, backend=backend, signoff=signoff)
     with SimulatorPool(workers=1, backend=backend, timeout_s=timeout_s) as pool:
         return next(pool.map([design], config))[1]
 
