@@ -119,6 +119,41 @@ def _health_table(health) -> str:
     return "\n".join(lines)
 
 
+def _signoff_table(s) -> str:
+    """The sign-off block: what a designer checks beyond the open-loop sweep (icgen.core.signoff's conventions)."""
+    def si(value, unit, digits=4):
+        return format_si(value, unit, digits)
+
+    def pct(value):
+        return "—" if value is None else f"{value:.1f} %"
+
+    def vus(value):
+        return "—" if value is None else f"{value / 1e6:.3g} V/µs"
+
+    rows = [
+        ("unity-gain buffer bandwidth", si(s.buffer_bw_hz, "Hz") + (f", peaking {s.buffer_peaking_db:.1f} dB"
+                                                                     if s.buffer_peaking_db is not None else "")),
+        ("settling 1 % / 0.1 % (10 mV step)", f"{si(s.settling_1pct_s, 's')} / {si(s.settling_01pct_s, 's')}, "
+                                               f"overshoot {pct(s.overshoot_pct)}"),
+        ("slew rate rise / fall", f"{vus(s.slew_rise_v_per_s)} / {vus(s.slew_fall_v_per_s)}"),
+        ("CMRR", si(s.cmrr_db, "dB") + (f" (3 dB corner {si(s.cmrr_corner_hz, 'Hz')})" if s.cmrr_corner_hz else "")),
+        ("PSRR+ / PSRR-", f"{si(s.psrr_plus_db, 'dB')} / {si(s.psrr_minus_db, 'dB')}"),
+        ("input offset (systematic)", si(s.offset_v, "V")),
+        ("input noise 1 kHz / 1 MHz", f"{si(s.noise_1khz_v_rthz, 'V')}/√Hz / {si(s.noise_1mhz_v_rthz, 'V')}/√Hz"),
+        ("input noise, 1 Hz to UGB", si(s.noise_integrated_v, "V") + " rms"),
+        ("output swing (all saturated)", f"{si(s.swing_low_v, 'V')} .. {si(s.swing_high_v, 'V')}"),
+        ("area (devices + C0 + R0)", "—" if s.area_m2 is None else f"{s.area_m2 * 1e12:.1f} µm²"),
+        ("GBW: A0·f3dB / gm1/2πC0", f"{si(s.gbw_a0_f3db_hz, 'Hz')} / {si(s.gbw_gm1_c0_hz, 'Hz')}"),
+        ("second pole gm6/2πCL; zero", f"{si(s.p2_hz, 'Hz')}; {si(s.zero_hz, 'Hz')} ({s.zero_half_plane or '—'} "
+                                        f"half-plane)"),
+    ]
+    lines = ["sign-off:"] + [f"  {name:<34} {value}" for name, value in rows]
+    if s.ugb_shelf:
+        lines.append("  UGB shelf: the open-loop UGB is above what the buffer delivers")
+    lines += [f"  (not measured: {p})" for p in s.problems]
+    return "\n".join(lines)
+
+
 @click.group(cls=IcgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="icgen")
 def main() -> None:
@@ -133,7 +168,8 @@ def main() -> None:
               help="shared: libngspice through PySpice; batch: an ngspice -b subprocess.")
 @click.option("--json", "as_json", is_flag=True, help="Print {design, metrics, status, health} as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a Bode plot (PNG).")
-def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, **variables) -> None:
+@click.option("--signoff", is_flag=True, help="Also run the sign-off benches: buffer, steps, CMRR, PSRR, noise, swing.")
+def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, signoff, **variables) -> None:
     """Simulate a design and print its metrics and operating-point health.
 
     DESIGN_FILE is JSON (SI keys R0 C0 L1 W1 ... VIN VB1) or an answer in the original format. Without it,
@@ -165,7 +201,9 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
     problems = range_problems(design, technology)
     if problems:
         raise UserError(_problems_line(problems))
-    result = run_simulation(design, technology, testbench=testbench, backend=backend)
+    if signoff and backend != "shared":
+        raise UserError("--signoff runs on the shared backend; drop --backend batch")
+    result = run_simulation(design, technology, testbench=testbench, backend=backend, signoff=signoff)
     if plot_path and result.frequency_hz is not None:
         from .sim.plot import plot_bode
 
@@ -178,6 +216,8 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
         click.echo(f"status: {result.status}" + (f" ({result.reason})" if result.reason else "") + "\n")
         click.echo(_metrics_table(result) + "\n")
         click.echo(_health_table(result.health))
+        if result.signoff is not None:
+            click.echo("\n" + _signoff_table(result.signoff))
         if plot_path and result.frequency_hz is not None:
             click.echo(f"\nBode plot: {plot_path}")
     if plot_path and result.frequency_hz is None:
@@ -621,12 +661,16 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
 
         plot_bode(best.result, plot_path, title="icgen size: best design")
     answer = render_answer(best.result.design)
+    from .sim.simulate import simulate as run_simulation
+
+    signed = run_simulation(best.result.design, technology, signoff=True).signoff  # one more run: the sign-off benches
     if as_json:
         click.echo(json.dumps({"design": best.result.design.to_dict(),
                                "metrics": best.result.metrics.to_dict() if best.result.metrics else None,
                                "specs": specs.to_dict(), "met": result.met, "simulations": result.simulations,
                                "seconds": seconds, "answer": answer, "source": best.source,
-                               "health": best.result.health.to_dict() if best.result.health else None}, indent=2))
+                               "health": best.result.health.to_dict() if best.result.health else None,
+                               "signoff": signed.to_dict() if signed else None}, indent=2))
         sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
     click.echo(answer + "\n")
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
@@ -638,6 +682,8 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
         click.echo(f"{METRIC_LABELS[row['spec']]:<22} {bound + format_si(row['target'], unit):>12} "
                    f"{format_si(row['achieved'], unit):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
     click.echo("\n" + _health_table(best.result.health))
+    if signed is not None:
+        click.echo("\n" + _signoff_table(signed))
     verdict = "meets every spec" if result.met else "does NOT meet the specs (closest design found; see NO rows)"
     click.echo(f"\n{verdict}; found by {best.source} after {result.simulations} simulations in {seconds:.1f} s "
                f"({result.invalid_model_answers} of {len(result.model_texts)} model answers unusable)")

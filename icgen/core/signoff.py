@@ -375,13 +375,6 @@ def has_shelf(ugb_hz: float | None, buffer_bw_hz: float | None) -> bool:
     return bool(ugb_hz and (buffer_bw_hz is None or buffer_bw_hz < SHELF_RATIO * ugb_hz))
 
 
-def honest_ugb_hz(ugb_hz: float | None, buffer_bw_hz: float | None) -> float | None:
-    """The UGB a --ugb spec is checked against: the open-loop UGB, but no more than the buffer supports."""
-    if ugb_hz is None:
-        return None
-    return ugb_hz if buffer_bw_hz is None else min(ugb_hz, buffer_bw_hz / SHELF_RATIO)
-
-
 # ---- the registry -------------------------------------------------------------------------------------------------
 
 def _buffer_ac_measure(vectors, design, tech, context):

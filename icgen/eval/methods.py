@@ -27,7 +27,7 @@ from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult
-from ..sizing.loop import SizeConfig, size
+from ..sizing.loop import UGB_BENCHES, SizeConfig, size
 from ..sizing.retrieval import rank_rows
 from .config import METHOD_NAMES
 from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
@@ -44,7 +44,7 @@ class Context:
         self.tech, self.pool, self.train, self.config = tech, pool, train, config
         self.surrogate = surrogate
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
-        self.sim_config = SimConfig(tech=tech)
+        self.sim_config = SimConfig(tech=tech, benches=UGB_BENCHES)  # every method's UGB checked alike
         self.working = train[train["working"]].reset_index(drop=True)
         self.features = _features(self.working)
 

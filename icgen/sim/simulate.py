@@ -10,6 +10,7 @@ Two backends run the same deck: `shared` (PySpice's NgSpiceShared on libngspice,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import shutil
@@ -28,7 +29,7 @@ import numpy as np
 from ..core.deck import Sweep, render_circuit
 from ..core.design import Design, Metrics
 from ..core.measure import Health, assess_health, measure
-from ..core.signoff import BENCHES, Signoff, area_m2, estimates, has_shelf
+from ..core.signoff import BENCHES, SHELF_RATIO, Signoff, area_m2, estimates, has_shelf
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from .backends import BACKENDS, make_backend
@@ -83,13 +84,18 @@ class SimConfig:
     backend: str = "shared"
     """shared (libngspice via PySpice) or batch (ngspice -b)."""
     signoff: bool = False
-    """Also run the sign-off benches (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
+    """Also run every sign-off bench (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
+    benches: tuple[str, ...] = ()
+    """Run only these sign-off benches (e.g. ("buffer_ac",), which the UGB check needs); ignored with signoff."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
-        if self.signoff and self.backend != "shared":
+        if (self.signoff or self.benches) and self.backend != "shared":
             raise ValueError("the sign-off benches run on the shared backend only")
+        unknown = [b for b in self.benches if b not in BENCHES]
+        if unknown:
+            raise ValueError(f"unknown sign-off bench {unknown[0]!r}; use {', '.join(BENCHES)}")
 
 
 def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
@@ -107,22 +113,28 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=health,
                          seconds=time.perf_counter() - start, **common)
     metrics, reason = measure(raw.frequency_hz, raw.response, power_w)
-    figures = run_signoff(backend, design, config, raw, metrics) if config.signoff and reason is None else None
+    wanted = tuple(BENCHES) if config.signoff else config.benches
+    figures = run_signoff(backend, design, config, raw, metrics, wanted) if wanted and reason is None else None
+    if figures is not None and figures.ugb_shelf:  # the open-loop UGB is not what the buffer delivers
+        shelf = (f"UGB shelf (buffer bandwidth {figures.buffer_bw_hz or 0:.3g} Hz < {SHELF_RATIO:g} x UGB "
+                 f"{metrics.ugb_hz:.3g} Hz)")
+        health = dataclasses.replace(health, flags=health.flags + (shelf,))
     return SimResult(status=Status.OK if reason is None else Status.NOT_AMPLIFIER, reason=reason, metrics=metrics,
                      health=health, seconds=time.perf_counter() - start, frequency_hz=raw.frequency_hz,
                      response=raw.response, signoff=figures, **common)
 
 
-def run_signoff(backend, design: Design, config: SimConfig, raw, metrics: Metrics) -> Signoff:
-    """Every sign-off bench on one amplifier, in registry order; a bench that fails leaves its figures None and
-    says why in `problems`."""
+def run_signoff(backend, design: Design, config: SimConfig, raw, metrics: Metrics,
+                benches: tuple[str, ...] = tuple(BENCHES)) -> Signoff:
+    """The sign-off benches (all, or those named) on one amplifier, in registry order; a bench that fails leaves its
+    figures None and says why in `problems`."""
     tech = config.tech
     context = {"ugb_hz": metrics.ugb_hz, "open_loop": raw.response, "tail_current_a": abs(raw.op["M5.id"]),
                "c0_f": design.C0}
     figures: dict = {"offset_v": design.VIN - raw.op["vout"], "area_m2": area_m2(design, tech),
                      **estimates(design, tech, raw.op, metrics.gain_db, metrics.bw3db_hz)}
     problems = []
-    for bench in BENCHES.values():
+    for bench in (b for name, b in BENCHES.items() if name in benches):
         vectors, error = backend.run_vectors(bench.circuit(design, tech, context), bench.analyses(design, tech, context))
         if error is not None:
             problems.append(f"{bench.name}: {error}")
@@ -134,7 +146,7 @@ def run_signoff(backend, design: Design, config: SimConfig, raw, metrics: Metric
             continue
         figures.update({k: v for k, v in found.items() if not k.startswith("_")})  # "_": for later benches only
         context.update(found)
-    figures["ugb_shelf"] = has_shelf(metrics.ugb_hz, figures.get("buffer_bw_hz"))
+    figures["ugb_shelf"] = "buffer_ac" in benches and has_shelf(metrics.ugb_hz, figures.get("buffer_bw_hz"))
     return Signoff(problems=tuple(problems), **figures)
 
 

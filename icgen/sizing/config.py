@@ -8,6 +8,8 @@ from ..core.errors import ConfigError
 STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local")
 """The loop's steps (icgen.sizing.loop.STEPS holds their functions)."""
 DEFAULT_STEPS = STEP_NAMES
+UGB_BENCHES = ("buffer_ac",)
+"""Sign-off benches every candidate gets when a UGB is asked for (icgen.core.signoff's shelf rule)."""
 MAX_BUDGET = 100_000
 """The most simulations one sizing run may spend."""
 MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local")

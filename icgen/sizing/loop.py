@@ -34,7 +34,7 @@ from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
-from .config import DEFAULT_STEPS, MODEL_FIRST_STEPS, STEP_NAMES, SizeConfig  # noqa: F401  (re-exported)
+from .config import DEFAULT_STEPS, MODEL_FIRST_STEPS, STEP_NAMES, UGB_BENCHES, SizeConfig  # noqa: F401
 from .refine import DIRECTIONS, EXTRA_DIRECTIONS, broyden, jacobian, margin_vector, move, solve_step
 from .resources import SizingResources
 from .retrieval import rank_rows
@@ -144,7 +144,8 @@ class SizingLoop:
         self.specs, self.tech, self.config, self.pool = specs, tech, config, pool
         self.table, self.proposer, self.load_surrogate = table, proposer, load_surrogate
         self.score, self.progress, self.cancel = score, progress, cancel
-        self.sim_config = SimConfig(tech=tech, testbench=testbench)
+        # a UGB spec is checked against the buffer too: a zero shelf (UGB far above the buffer's bandwidth) is a flag
+        self.sim_config = SimConfig(tech=tech, testbench=testbench, benches=UGB_BENCHES if specs.ugb_hz else ())
         self.result = SizeResult(specs=specs, best=None)
         self.seen: set[tuple] = set()
         self.step = ""
