@@ -106,3 +106,23 @@ def test_a_client_killed_mid_run_resumes_without_a_duplicate_row(tmp_path, refer
     table = pd.read_parquet(out / "designs.parquet")
     assert table["index"].is_unique
     pd.testing.assert_frame_equal(table, reference)
+
+
+def test_eval_on_a_local_cluster_gives_the_local_outcomes(tmp_path):
+    """icgen eval --scheduler: the same designs and verdicts as the local pool, target by target."""
+    import json
+
+    from click.testing import CliRunner
+
+    from icgen.cli import main
+
+    args = ["eval", "--n", "3", "--no-hand", "--model", "none", "--budget", "6", "--methods", "nearest-neighbour,loop"]
+    outcomes = {}
+    for name, extra in (("local", []), ("dask", ["--scheduler", "local:2"])):
+        result = CliRunner().invoke(main, args + ["--out", str(tmp_path / name)] + extra)
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in (tmp_path / name / "outcomes.jsonl").read_text().splitlines()]
+        outcomes[name] = {(o["method"], o["target"]): (o["met"], o["design"], o["simulations"]) for o in rows}
+    assert outcomes["dask"] == outcomes["local"] and len(outcomes["local"]) == 6
+    meta = json.loads((tmp_path / "dask" / "meta.json").read_text())
+    assert meta["engine"]["engine"] == "dask" and meta["engine"]["workers"] == 2
