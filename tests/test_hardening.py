@@ -172,3 +172,17 @@ def test_a_read_only_dataset_still_serves_size_and_the_writers_say_why_they_cann
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert lines[-1].startswith("icgen: error: ") and "Read-only file system" in lines[-1], result.stderr
+
+
+@pytest.mark.ngspice
+def test_validate_fails_a_netlist_whose_operating_point_is_unhealthy(tmp_path):
+    """The reported case: a netlist with M5 in triode was VALID with rc 0."""
+    answer = tmp_path / "triode.txt"
+    answer.write_text(EXAMPLE_ANSWER.replace("VB1=932.0mV", "VB1=200.0mV"))  # the tail's gate far down: M5 triode
+    result = run("validate", str(answer))
+    assert result.exit_code == 1 and "VALID:" not in result.output.replace("INVALID", "")
+    assert "operating point: unhealthy:" in result.output and "M5 in triode" in result.output
+    assert run("validate", str(answer), "--testbench", "fixed").exit_code == 1
+    good = tmp_path / "good.txt"
+    good.write_text(EXAMPLE_ANSWER)
+    assert run("validate", str(good)).exit_code == 0

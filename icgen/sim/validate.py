@@ -24,7 +24,8 @@ class ValidationReport:
 
     @property
     def valid(self) -> bool:
-        """A complete, in-range netlist of the template that simulates to a working amplifier."""
+        """A complete, in-range netlist of the template that simulates to an amplifier with a healthy operating point
+        (no railed output, no device in triode or off)."""
         return not self.problems and self.result is not None and self.result.status == Status.OK
 
     def to_dict(self) -> dict:
@@ -58,6 +59,8 @@ def validate_parsed(parsed: ParsedAnswer, tech: Technology, testbench: str = "fe
             report.problems.append(Problem("simulation", f"ngspice failed: {report.result.reason}"))
         elif report.result.status == Status.NOT_AMPLIFIER:
             report.problems.append(Problem("simulation", f"not an amplifier: {report.result.reason}"))
+        elif report.result.health is not None and report.result.health.flags:
+            report.problems.append(Problem("operating point", "unhealthy: " + "; ".join(report.result.health.flags)))
     return report
 
 
