@@ -489,6 +489,37 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
                f"working designs {b['working']} -> {a['working']}")
 
 
+@data.command("resimulate")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The v2 dataset's folder.")
+@click.option("--workers", type=int, default=None)
+@_scheduler_option
+def data_resimulate(data_dir, out_dir, workers, scheduler) -> None:
+    """Dataset v2: simulate the working designs again with every sign-off bench and the stricter health rule."""
+    from tqdm import tqdm
+
+    from .data.resimulate import resimulate
+
+    source = _dataset(data_dir)
+    bar = tqdm(total=int(source.table["working"].sum()), unit="design", desc="resimulate", dynamic_ncols=True,
+               disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.n = done
+        bar.update(0)
+
+    try:
+        target = resimulate(source, out_dir, workers=workers, scheduler=scheduler, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("\ninterrupted: finished parts are kept; run the same command to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    bar.close()
+    c = target.meta["counts"]
+    click.echo(f"{target.table_path}: {c['working_v2']} of {c['working_v1']} v1 working designs still working under "
+               f"the v2 health rule ({c['stopped_working']} stopped); {c['simulated']} rows")
+
+
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 

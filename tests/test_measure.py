@@ -84,3 +84,26 @@ def test_health_of_a_biased_amplifier_is_clean():
     health = assess_health(_op(vout=0.6, m6_vds=0.6), vdd_v=1.2)
     assert health.healthy and health.flags == ()
     assert health.devices[0].saturation_margin_v == pytest.approx(0.4)
+
+
+def test_the_v2_rule_flags_a_thin_saturation_margin_that_v1_calls_healthy():
+    from icgen.core.measure import V2_HEALTH, HealthRule
+
+    op = _op(vout=0.6, m6_vds=0.6)
+    op["M5.vds"], op["M5.vdsat"] = 0.102, 0.1  # the reported case: 2 mV of margin on M5
+    assert assess_health(op, 1.2).healthy
+    strict = assess_health(op, 1.2, V2_HEALTH)
+    assert not strict.healthy and strict.flags == ("M5 saturation margin 2 mV < 50 mV",)
+    assert assess_health(op, 1.2, HealthRule(min_saturation_margin_v=0.001)).healthy
+
+
+def test_the_v2_rule_reads_inversion_from_gm_over_id():
+    from icgen.core.measure import V2_HEALTH
+
+    op = _op(vout=0.6, m6_vds=0.6)
+    op["M1.gm"], op["M1.id"] = 25e-5, 1e-5  # gm/Id = 25 /V: weak inversion, although Vgs > Vth
+    op["M3.vgs"], op["M3.vth"] = 0.35, 0.4  # Vgs < Vth, but gm/Id = 10 /V: not weak by gm/Id
+    v1 = {d.name: d.region for d in assess_health(op, 1.2).devices}
+    v2 = {d.name: d.region for d in assess_health(op, 1.2, V2_HEALTH).devices}
+    assert (v1["M1"], v1["M3"]) == ("saturation", "subthreshold")
+    assert (v2["M1"], v2["M3"]) == ("subthreshold", "saturation")

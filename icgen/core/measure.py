@@ -1,6 +1,7 @@
 """Read the six metrics off an open-loop AC sweep and the operating point, as a designer would.
 
-`measure(frequency_hz, response, power_w)` -> (Metrics, reason); `assess_health(op, tech)` -> Health.
+`measure(frequency_hz, response, power_w)` -> (Metrics, reason); `assess_health(op, vdd, rule)` -> Health, under a
+`HealthRule` (V1_HEALTH, the shipped dataset's; V2_HEALTH, stricter: a saturation margin and gm/Id inversion).
 Pure functions on arrays: the tests run them on a saved sweep without the simulator.
 """
 from __future__ import annotations
@@ -115,21 +116,44 @@ class Health:
         return cls(vout_v=data["vout_v"], vdd_v=data["vdd_v"], devices=devices, flags=tuple(data["flags"]))
 
 
-def _region(vgs: float, vds: float, vth: float, vdsat: float, id_a: float) -> str:
-    if abs(id_a) < 1e-12:
+@dataclass(frozen=True)
+class HealthRule:
+    """What counts as a healthy operating point beyond "no railed output, no device in triode or off"."""
+
+    min_saturation_margin_v: float = 0.0
+    """A saturated device with Vds - Vdsat below this is flagged (v2: 50 mV)."""
+    weak_inversion_gm_id: float | None = None
+    """Weak inversion when gm/Id is at least this (1/V; v2: 20, between moderate inversion and the weak-inversion
+    ceiling of about 1/(n Ut) = 25-30); None: weak inversion when Vgs < Vth, as in v1."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_saturation_margin_v < 1:
+            raise ValueError("min_saturation_margin_v must be in [0, 1) volt")
+
+
+V1_HEALTH = HealthRule()
+"""The rule the shipped dataset v1 was made with."""
+V2_HEALTH = HealthRule(min_saturation_margin_v=0.05, weak_inversion_gm_id=20.0)
+"""The stricter rule of dataset v2: a 50 mV saturation margin, inversion level by gm/Id."""
+
+
+def _region(p: dict[str, float], rule: HealthRule) -> str:
+    if abs(p["id"]) < 1e-12:
         return "off"
-    if vds < vdsat:
+    if p["vds"] < p["vdsat"]:
         return "triode"
-    return "subthreshold" if vgs < vth else "saturation"
+    if rule.weak_inversion_gm_id is not None:
+        return "subthreshold" if p["gm"] / abs(p["id"]) >= rule.weak_inversion_gm_id else "saturation"
+    return "subthreshold" if p["vgs"] < p["vth"] else "saturation"
 
 
-def assess_health(op: dict[str, float], vdd_v: float) -> Health:
+def assess_health(op: dict[str, float], vdd_v: float, rule: HealthRule = V1_HEALTH) -> Health:
     """Health from the op vectors keyed `M1.vdsat`, ..., `vout`: regions, margins and designer's flags."""
     devices = []
     flags = []
     for d in TEMPLATE:
         p = {name: abs(op[f"{d.name}.{name}"]) for name in OP_PARAMETERS}
-        region = _region(p["vgs"], p["vds"], p["vth"], p["vdsat"], p["id"])
+        region = _region(p, rule)
         devices.append(DeviceOp(name=d.name, region=region, vgs_v=p["vgs"], vds_v=p["vds"], vth_v=p["vth"],
                                 vdsat_v=p["vdsat"], saturation_margin_v=p["vds"] - p["vdsat"], id_a=p["id"],
                                 gm_s=p["gm"], gds_s=p["gds"]))
@@ -142,6 +166,9 @@ def assess_health(op: dict[str, float], vdd_v: float) -> Health:
         if dev.region in ("triode", "off"):
             flags.append(f"{dev.name} in {dev.region}" + (f" (Vds - Vdsat = {dev.saturation_margin_v * 1e3:.0f} mV)"
                                                           if dev.region == "triode" else ""))
+        elif dev.saturation_margin_v < rule.min_saturation_margin_v:
+            flags.append(f"{dev.name} saturation margin {dev.saturation_margin_v * 1e3:.0f} mV < "
+                         f"{rule.min_saturation_margin_v * 1e3:.0f} mV")
     return Health(vout_v=vout, vdd_v=vdd_v, devices=tuple(devices), flags=tuple(flags))
 
 

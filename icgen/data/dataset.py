@@ -247,6 +247,14 @@ def result_row(index: int, result: SimResult, source: str) -> dict:
         row[f"{d.name}_region"] = dev.region if dev else ""
     row["working"] = bool(result.status == Status.OK and row["healthy"])
     row["source"] = source
+    if getattr(result, "signoff", None) is not None:  # dataset v2: every sign-off figure as a column
+        for key, value in result.signoff.to_dict().items():
+            if key == "problems":
+                row["signoff_problems"] = "; ".join(value)
+            elif key == "zero_half_plane":
+                row[key] = value or ""
+            else:
+                row[key] = float("nan") if value is None else float(value)
     return row
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.deck import Sweep, render_circuit
 from ..core.design import Design, Metrics
-from ..core.measure import Health, assess_health, measure
+from ..core.measure import V1_HEALTH, Health, HealthRule, assess_health, measure
 from ..core.signoff import BENCHES, SHELF_RATIO, Signoff, area_m2, estimates, has_shelf
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
@@ -87,6 +87,8 @@ class SimConfig:
     """Also run every sign-off bench (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
     benches: tuple[str, ...] = ()
     """Run only these sign-off benches (e.g. ("buffer_ac",), which the UGB check needs); ignored with signoff."""
+    health: HealthRule = V1_HEALTH
+    """What a healthy operating point is (V2_HEALTH: a 50 mV saturation margin and gm/Id inversion)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -107,7 +109,7 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
     if raw.error is not None and not raw.op:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=None,
                          seconds=time.perf_counter() - start, **common)
-    health = assess_health(raw.op, config.tech.vdd_v)
+    health = assess_health(raw.op, config.tech.vdd_v, config.health)
     power_w = config.tech.vdd_v * abs(raw.op["ivdd"])
     if raw.error is not None:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=health,
