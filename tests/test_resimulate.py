@@ -45,3 +45,7 @@ def test_resimulate_writes_v2_beside_an_untouched_v1(tmp_path):
     assert int(v2.table["working"].sum()) == meta["counts"]["working_v2"]
     assert len(v2.rows("train")) == int(((splits["heldout"] == "train").to_numpy()
                                           & v2.table.set_index("index").loc[splits["index"], "working"].to_numpy()).sum())
+    stats = CliRunner().invoke(main, ["data", "stats", "--data", str(v2.folder)])
+    assert stats.exit_code == 0, stats.output
+    assert (v2.stats_dir / "signoff.png").stat().st_size > 10_000
+    assert "Sign-off figures of working designs" in (v2.stats_dir / "summary.md").read_text()

@@ -135,6 +135,41 @@ def plot_status(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+SIGNOFF_COLUMNS = (("buffer_bw_hz", True), ("buffer_peaking_db", False), ("settling_1pct_s", True),
+                   ("overshoot_pct", False), ("slew_rise_v_per_s", True), ("cmrr_db", False), ("psrr_plus_db", False),
+                   ("psrr_minus_db", False), ("offset_v", False), ("noise_1mhz_v_rthz", True), ("area_m2", True),
+                   ("buffer_over_ugb", True))
+"""Sign-off columns of a dataset v2 shown as distributions (name, log scale)."""
+
+
+def with_buffer_ratio(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(buffer_over_ugb=table["buffer_bw_hz"] / table["ugb_hz"]) if "buffer_bw_hz" in table else table
+
+
+def signoff_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per sign-off figure over working rows: present, 5 %, median, 95 %."""
+    work = with_buffer_ratio(table[table["working"]])
+    rows = {}
+    for key, _ in SIGNOFF_COLUMNS:
+        values = work[key].dropna()
+        rows[key] = {"present": len(values), "p5": values.quantile(0.05), "median": values.median(),
+                     "p95": values.quantile(0.95)}
+    return pd.DataFrame(rows).T
+
+
+def plot_signoff(table: pd.DataFrame, path: Path) -> Path:
+    """Distributions of the sign-off figures of working designs (dataset v2)."""
+    work = with_buffer_ratio(table[table["working"]])
+    fig, axes = plt.subplots(3, 4, figsize=(14, 8.4))
+    for ax, (key, log) in zip(axes.flat, SIGNOFF_COLUMNS):
+        values = work[key].dropna()
+        values = np.log10(values[values > 0]) if log else values
+        ax.hist(values, bins=40, color="tab:green", alpha=0.8)
+        ax.set_title(f"log10 {key}" if log else key, fontsize=10)
+    fig.suptitle(f"sign-off figures ({len(work)} working designs)")
+    return _save(fig, path)
+
+
 def write_report(table: pd.DataFrame, out: str | Path, name: str = "dataset") -> Path:
     """Figures and summary.md in `out`; returns the summary's path."""
     out = Path(out)
@@ -146,6 +181,8 @@ def write_report(table: pd.DataFrame, out: str | Path, name: str = "dataset") ->
         "scatter.png": plot_scatter(table, out / "scatter.png"),
         "correlations.png": plot_correlations(table, out / "correlations.png"),
     }
+    if "buffer_bw_hz" in table:
+        figures["signoff.png"] = plot_signoff(table, out / "signoff.png")
     c = counts(table)
     lines = [f"# {name}: summary", "", "| what | rows | share |", "|---|---|---|"]
     for key in ("simulated", "working", "ok_but_unhealthy", "not_amplifier", "failed"):
@@ -158,6 +195,8 @@ def write_report(table: pd.DataFrame, out: str | Path, name: str = "dataset") ->
               "## Strongest variable-metric correlations (Spearman, working designs)", ""]
     corr = correlations(table).stack().sort_values(key=np.abs, ascending=False).head(10)
     lines += [f"- {var} vs {metric}: {value:+.2f}" for (var, metric), value in corr.items()]
+    if "buffer_bw_hz" in table:
+        lines += ["", "## Sign-off figures of working designs", "", signoff_summary(table).to_markdown(floatfmt=".4g")]
     lines += ["", "## Figures", ""] + [f"![{k}]({k})" for k in figures]
     if "source" in table:
         lines += ["", "## Sources", "", table["source"].value_counts().to_markdown()]
