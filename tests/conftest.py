@@ -2,8 +2,10 @@ import shutil
 
 import pytest
 
-from icgen.core.paths import DEFAULT_DATA_DIR as SHIPPED
+from icgen.core.paths import DATASETS_DIR
 from icgen.core.tech import load_technology
+
+SHIPPED = DATASETS_DIR / "ptm65"  # the shipped dataset v1, its splits and its surrogate (the default is v2)
 
 
 def pytest_collection_modifyitems(config, items):

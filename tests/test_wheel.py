@@ -33,7 +33,8 @@ def test_the_wheel_holds_every_module_and_the_shipped_files(wheel):
     assert modules <= names, sorted(modules - names)
     shipped = ["icgen/spice/ptm65.yaml", "icgen/spice/ptm65.lib", "icgen/datasets/ptm65/designs.parquet",
                "icgen/datasets/ptm65/splits.parquet", "icgen/datasets/ptm65/meta.json",
-               "icgen/datasets/ptm65/surrogate/heldout/surrogate.pt", "icgen/configs/smollm2-135m-cpu.yaml",
+               "icgen/datasets/ptm65/surrogate/heldout/surrogate.pt", "icgen/datasets/ptm65-v2/designs.parquet",
+               "icgen/datasets/ptm65-v2/surrogate/heldout/surrogate.pt", "icgen/configs/smollm2-135m-cpu.yaml",
                "icgen/models/smollm2-135m-cpu/config.yaml",
                "icgen/models/smollm2-135m-cpu/adapter/adapter_model.safetensors",
                "icgen/models/smollm2-135m-cpu/adapter/adapter_config.json"]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.deck import Sweep, render_circuit
 from ..core.design import Design, Metrics
-from ..core.measure import V1_HEALTH, Health, HealthRule, assess_health, measure
+from ..core.measure import V2_HEALTH, Health, HealthRule, assess_health, measure
 from ..core.signoff import BENCHES, SHELF_RATIO, Signoff, area_m2, estimates, has_shelf
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
@@ -87,8 +87,9 @@ class SimConfig:
     """Also run every sign-off bench (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
     benches: tuple[str, ...] = ()
     """Run only these sign-off benches (e.g. ("buffer_ac",), which the UGB check needs); ignored with signoff."""
-    health: HealthRule = V1_HEALTH
-    """What a healthy operating point is (V2_HEALTH: a 50 mV saturation margin and gm/Id inversion)."""
+    health: HealthRule = V2_HEALTH
+    """What a healthy operating point is: V2_HEALTH (a 50 mV saturation margin, inversion by gm/Id), the rule of
+    dataset v2; V1_HEALTH reproduces the shipped dataset v1."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
