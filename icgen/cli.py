@@ -9,7 +9,9 @@ with exit code 2, their fields named by option (`--gain`).
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +52,9 @@ class UserError(click.ClickException):
         click.echo(f"icgen: error: {self.format_message()}", err=True)
 
 
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC}
+
+
 class IcgenGroup(click.Group):
     """Turns the core's domain errors into the one-line message a user sees (exit code 2)."""
 
@@ -58,9 +63,13 @@ class IcgenGroup(click.Group):
             return super().invoke(ctx)
         except IcgenError as err:
             raise UserError(err.render().splitlines()[0]) from err
+        except BrokenPipeError:  # the reader went away (`icgen ... | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         except OSError as err:  # a folder that is read-only, full or missing: say which, in one line
             where = f"{err.filename}: " if err.filename else ""
-            raise UserError(f"{where}{err.strerror or err}; choose a folder you can write to (e.g. --out)") from err
+            hint = "; choose a folder you can write to (e.g. --out)" if err.errno in _NOT_WRITABLE else ""
+            raise UserError(f"{where}{err.strerror or err}{hint}") from err
 
 
 def _read_stdin() -> ParsedAnswer:

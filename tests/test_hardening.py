@@ -186,3 +186,10 @@ def test_validate_fails_a_netlist_whose_operating_point_is_unhealthy(tmp_path):
     good = tmp_path / "good.txt"
     good.write_text(EXAMPLE_ANSWER)
     assert run("validate", str(good)).exit_code == 0
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`icgen data export | head -1`: the reader goes away; no traceback, no misleading error."""
+    proc = subprocess.run(f"{sys.executable} -m icgen.cli data export --split train | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith('{"prompt"') and proc.stderr == "", proc.stderr
