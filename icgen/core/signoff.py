@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .deck import TEMPLATE, render_circuit
+from .deck import FEEDBACK_C_F, FEEDBACK_L_H, TEMPLATE, device_parameter, render_circuit
 from .design import Design
 from .tech import Technology
 from .units import format_spice
@@ -119,8 +119,6 @@ def buffer_circuit(design: Design, tech: Technology, stimulus: str) -> str:
 
 
 def _feedback_with(design: Design, tech: Technology, acm: bool = False) -> list[str]:
-    from .deck import FEEDBACK_C_F, FEEDBACK_L_H
-
     ac = " AC 1" if acm else ""
     lines = _lines_without_inputs(design, tech)
     lines += [f"VINP VINP 0 DC {format_spice(design.VIN)}{ac}", f"LFB VOUT VINN {format_spice(FEEDBACK_L_H)}"]
@@ -225,14 +223,12 @@ stable buffer's resonance is so narrow that 20, 100 and 200 points a decade read
 1000 read 29.5 (the README example)."""
 
 
-def _tran(context: dict, span_s: float) -> Analysis:
+def _tran(span_s: float) -> Analysis:
     step = span_s / 4000
     return Analysis(f"tran {format_spice(step)} {format_spice(span_s)} 0 {format_spice(step)}", ("time", "v(vout)"))
 
 
 def _device_vectors(tech: Technology) -> tuple[str, ...]:
-    from .deck import device_parameter
-
     return tuple(device_parameter(d, tech, p) for d in TEMPLATE for p in ("vds", "vdsat"))
 
 
@@ -432,9 +428,9 @@ BENCHES: dict[str, Bench] = {b.name: b for b in (
     Bench("buffer_peak", lambda d, t, c: buffer_circuit(d, t, f"DC {format_spice(d.VIN)} AC 1"), _peak_analyses,
           _peak_measure),
     Bench("swing", swing_circuit, _swing_analyses, _swing_measure),
-    Bench("small_step", small_step_circuit, lambda d, t, c: (_tran(c, 80 * _time_constant(c)),), _small_step_measure),
+    Bench("small_step", small_step_circuit, lambda d, t, c: (_tran(80 * _time_constant(c)),), _small_step_measure),
     Bench("large_step", large_step_circuit,
-          lambda d, t, c: (_tran(c, 5 * _time_constant(c) + 2 * _large_step_width(c, _span(d, t, c))),),
+          lambda d, t, c: (_tran(5 * _time_constant(c) + 2 * _large_step_width(c, _span(d, t, c))),),
           _large_step_measure),
     Bench("cmrr", cmrr_circuit, lambda d, t, c: (Analysis(AC, ("frequency", "v(vout)")),),
           _rejection_measure("cmrr_db", "cmrr_corner_hz")),
