@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 from icgen.data.dataset import Dataset  # noqa: E402
+from icgen.llm.edits import dataset_pairs  # noqa: E402
 from icgen.llm.model import DEFAULT_GGUF_FILE, load_tokenizer  # noqa: E402
-from icgen.llm.pairs import FORMATS, export_pairs, pair_token_counts  # noqa: E402
+from icgen.llm.pairs import FORMATS, pair_token_counts  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     results = {"tokenizer": DEFAULT_GGUF_FILE, "data": args.data, "split": args.split, "formats": {}}
     print(f"{'format':<8} {'pairs':>6} {'mean':>7} {'median':>7} {'max':>5} {'total':>9}")
     for fmt in FORMATS:
-        counts = np.array(pair_token_counts(export_pairs(data, fmt, args.split), tokenizer))
+        counts = np.array(pair_token_counts(dataset_pairs(data, fmt, args.split), tokenizer))
         results["formats"][fmt] = {"pairs": int(len(counts)), "mean": float(counts.mean()),
                                    "median": float(np.median(counts)), "max": int(counts.max()),
                                    "total": int(counts.sum())}

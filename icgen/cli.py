@@ -21,10 +21,11 @@ import click
 from . import __version__
 from .core.deck import TESTBENCHES, render_answer
 from .core.design import DESIGN_KEYS, EXAMPLE_DESIGN, METRIC_KEYS, METRIC_LABELS, METRIC_UNITS, VARIABLE_BY_KEY
-from .core.errors import IcgenError
+from .core.errors import SPEC_OPTIONS, IcgenError
 from .core.parse import MAX_ANSWER_BYTES, ParsedAnswer, Problem, parse_design_text, read_design_file
 from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
+from .core.score import SPEC_HELP, SPEC_KINDS, format_spec
 from .core.tech import DEFAULT_TECH, builtin_names, load_technology
 from .core.units import UnitError, format_si, parse_quantity
 from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
@@ -161,6 +162,13 @@ def _signoff_table(s) -> str:
         lines.append("  UGB shelf: the open-loop UGB is above what the buffer delivers")
     lines += [f"  (not measured: {p})" for p in s.problems]
     return "\n".join(lines)
+
+
+def spec_options(command):
+    """One --option per spec of icgen.core.score (SPEC_OPTIONS and SPEC_HELP), passed on keyed by spec key."""
+    for key in reversed(tuple(SPEC_OPTIONS)):
+        command = click.option(f"--{SPEC_OPTIONS[key]}", key, default=None, help=SPEC_HELP[key])(command)
+    return command
 
 
 @click.group(cls=IcgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -397,9 +405,10 @@ def data_split(data_dir, seed, force) -> None:
 @click.option("--tokens", is_flag=True, help="Also count tokens per pair with the default model's tokenizer.")
 def data_export(fmt, split, kind, data_dir, out_file, tokens) -> None:
     """Export prompt/completion (or chat) JSONL pairs for one split."""
-    from .llm.pairs import export_pairs, pair_token_counts
+    from .llm.edits import dataset_pairs
+    from .llm.pairs import pair_token_counts
 
-    pairs = export_pairs(_dataset(data_dir), fmt, split, kind)
+    pairs = dataset_pairs(_dataset(data_dir), fmt, split, kind)
     lines = "".join(json.dumps(p) + "\n" for p in pairs)
     if out_file:
         Path(out_file).parent.mkdir(parents=True, exist_ok=True)
@@ -616,6 +625,9 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
 @click.option("--methods", default=",".join(EvalConfig.methods), show_default=True)
 @click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
+@click.option("--targets", "targets_file", default=EvalConfig.targets, metavar="FILE.jsonl",
+              help='Your own targets too: one JSON object a line in SI units, e.g. {"name": "a", "gain_db": 50, '
+                   '"pm_deg": 60, "power_w": 2e-5} (add --n 0 --no-hand for yours only).')
 @click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
               help="A run folder from icgen train; 'none' for the baselines and the model-free loop.")
 @click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True)
@@ -624,8 +636,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, model_dir, data_dir, tech, seed,
-                 out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, targets_file, model_dir, data_dir, tech,
+                 seed, out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -636,7 +648,8 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     from .eval.run import EvalRun, evaluate
 
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
-                        methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand)
+                        methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
+                        targets=targets_file)
     try:
         done = evaluate(config, EvalRun(out_dir), _dataset(data_dir), _tech(tech, None), _model_dir(model_dir),
                         progress=tqdm, log=lambda m: click.echo(m, err=True), update_card=update_card,
@@ -650,12 +663,7 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
 
 
 @main.command("size")
-@click.option("--gain", default=None, help="DC gain lower bound: 38dB or 38.")
-@click.option("--ugb", default=None, help="Unity-gain bandwidth lower bound: 10MHz or 10e6.")
-@click.option("--pm", default=None, help="Phase margin lower bound: 52deg or 52.")
-@click.option("--gm", default=None, help="Gain margin lower bound: 10dB or 10.")
-@click.option("--bw", default=None, help="3 dB bandwidth lower bound: 100kHz or 1e5.")
-@click.option("--power", default=None, help="Power upper bound: 50uW or 50e-6.")
+@spec_options
 @click.option("--tech", "tech", default=DEFAULT_TECH, show_default=True)
 @click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
               help="A run folder from icgen train; 'none' for retrieval and local search only.")
@@ -669,17 +677,16 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
 @click.option("--seed", type=int, default=SizeConfig.seed, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
-def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, samples, budget, model_first, seed,
-                 as_json, plot_path) -> None:
+def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, as_json, plot_path,
+                 **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
-    from .core.score import Specs, parse_spec
+    from .core.score import specs_from_options
     from .sizing.config import MODEL_FIRST_STEPS
     from .sizing.loop import size, spec_table
     from .sizing.resources import SizingResources
 
     started = time.perf_counter()
-    given = {"gain_db": gain, "ugb_hz": ugb, "pm_deg": pm, "gm_db": gm, "bw3db_hz": bw, "power_w": power}
-    specs = Specs(**{k: parse_spec(k, v) for k, v in given.items() if v is not None})
+    specs = specs_from_options(spec_texts)
     config = SizeConfig(samples=samples, budget=budget, seed=seed,
                         **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
     technology = _tech(tech, None)
@@ -714,12 +721,11 @@ def size_command(gain, ugb, pm, gm, bw, power, tech, model_dir, data_dir, sample
     click.echo(answer + "\n")
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
     for row in spec_table(result):
-        unit = METRIC_UNITS[row["spec"]]
-        margin = "—" if row["margin"] is None else (f"{row['margin']:+.2f} dec" if unit in ("Hz", "W")
-                                                    else f"{row['margin']:+.1f}")
-        bound = "≤" if row["spec"] == "power_w" else "≥"
-        click.echo(f"{METRIC_LABELS[row['spec']]:<22} {bound + format_si(row['target'], unit):>12} "
-                   f"{format_si(row['achieved'], unit):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
+        kind = SPEC_KINDS[row["spec"]]
+        margin = "—" if row["margin"] is None else (f"{row['margin']:+.2f} dec" if kind.log
+                                                    else f"{row['margin']:+.{2 if kind.unit == 'V' else 1}f}")
+        click.echo(f"{kind.label:<22} {kind.bound_sign + format_spec(kind.key, row['target']):>12} "
+                   f"{format_spec(kind.key, row['achieved']):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
     click.echo("\n" + _health_table(best.result.health))
     if signed is not None:
         click.echo("\n" + _signoff_table(signed))

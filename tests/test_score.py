@@ -122,4 +122,4 @@ def test_specs_refuse_non_numbers_and_unknown_names():
         with pytest.raises(SpecError):
             Specs(gain_db=value)
     with pytest.raises(SpecError, match="unknown spec"):
-        parse_spec("slew", "1")
+        parse_spec("jitter", "1")

@@ -120,3 +120,45 @@ def test_merged_model_differs_from_base_and_generates_like_base_plus_adapter(tin
         a = adapted.generate(**ids, max_new_tokens=12, do_sample=False)
         b = merged.generate(**ids, max_new_tokens=12, do_sample=False)
     assert a.tolist() == b.tolist()
+
+
+def test_a_fresh_clone_resumes_from_the_committed_adapter_alone(tiny_base, tmp_path):
+    """Only OUT/resume (adapter + state.json) is committed; with the HF checkpoints gone, --resume continues from
+    it: same adapter weights at the start, the remaining steps, and the CPU time carried over."""
+    import shutil
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    first = train(tiny_config(tiny_base, out, max_steps=8, eval_steps=4))
+    state = (out / "resume" / "state.json")
+    assert state.is_file() and (out / "resume" / "adapter_model.safetensors").is_file()
+    import json
+
+    saved = json.loads(state.read_text())
+    assert saved["global_step"] == 8 and saved["pairs_seen"] == 32 and saved["cpu_s"] > 0
+    for checkpoint in out.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)  # a fresh clone: git has no checkpoints
+    committed = load_file(str(out / "resume" / "adapter_model.safetensors"))
+    metrics = train(tiny_config(tiny_base, out, max_steps=12, eval_steps=2), resume=True)
+    assert metrics["resumed_from_committed_step"] == 8 and metrics["steps_total"] == 12
+    assert metrics["cpu_s"] > saved["cpu_s"] >= first["cpu_s"] * 0.5
+    model, _ = load_finetuned(out)
+    final = get_peft_model_state_dict(model)
+    moved = [k for k in committed if k.replace(".weight", "") in {x.replace(".weight", "") for x in final}]
+    assert moved  # the same adapter keys, trained further from the committed weights
+    assert json.loads(state.read_text())["global_step"] == 12
+
+
+def test_lora_on_the_top_layers_only_leaves_the_lower_layers_untouched(tiny_base, tmp_path):
+    train(tiny_config(tiny_base, tmp_path / "run", max_steps=2, eval_steps=2, lora_layers=1))
+    model, _ = load_finetuned(tmp_path / "run")
+    names = [n for n, _ in model.named_parameters() if "lora_" in n]
+    assert names and all(".layers.1." in n for n in names)
+
+
+def test_edit_pairs_train_on_a_tiny_model(tiny_base, tmp_path):
+    metrics = train(tiny_config(tiny_base, tmp_path / "run", format="edit", max_steps=2, eval_steps=2,
+                                max_length=400))
+    assert metrics["format"] == "edit" and metrics["train_pairs"] == 32

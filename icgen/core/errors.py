@@ -10,7 +10,10 @@ from collections.abc import Callable
 
 _FIELD = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 SPEC_OPTIONS = {"gain_db": "gain", "ugb_hz": "ugb", "pm_deg": "pm", "gm_db": "gm", "bw3db_hz": "bw",
-                "power_w": "power"}
+                "power_w": "power", "gbw_hz": "gbw", "settling_s": "settling", "slew_v_per_s": "slew",
+                "cmrr_db": "cmrr", "psrr_db": "psrr", "offset_v": "offset", "swing_v": "swing",
+                "noise_v_rthz": "noise", "area_m2": "area", "itail_a": "itail", "vin_v": "vin",
+                "settle_to": "settle-to"}
 """The short name a person gives each spec (the option and form-field name)."""
 
 

@@ -7,7 +7,7 @@ Pure functions on arrays: the tests run them on a saved sweep without the simula
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -170,6 +170,28 @@ def assess_health(op: dict[str, float], vdd_v: float, rule: HealthRule = V1_HEAL
             flags.append(f"{dev.name} saturation margin {dev.saturation_margin_v * 1e3:.0f} mV < "
                          f"{rule.min_saturation_margin_v * 1e3:.0f} mV")
     return Health(vout_v=vout, vdd_v=vdd_v, devices=tuple(devices), flags=tuple(flags))
+
+
+def regrade(health: Health, rule: HealthRule) -> Health:
+    """The same operating point judged by another rule (e.g. V1_HEALTH): regions and flags recomputed from the
+    devices' recorded Vgs, Vth, Vds, Vdsat, Id and gm; a flag that is not about the operating point (the UGB shelf)
+    is dropped."""
+    devices, flags = [], []
+    vout, vdd = health.vout_v, health.vdd_v
+    if vout < RAIL_FRACTION * vdd:
+        flags.append(f"output railed low (VOUT = {vout * 1e3:.0f} mV)")
+    elif vout > (1 - RAIL_FRACTION) * vdd:
+        flags.append(f"output railed high (VOUT = {vout * 1e3:.0f} mV of {vdd:g} V)")
+    for d in health.devices:
+        p = {"id": d.id_a, "vds": d.vds_v, "vdsat": d.vdsat_v, "gm": d.gm_s, "vgs": d.vgs_v, "vth": d.vth_v}
+        dev = replace(d, region=_region(p, rule))
+        devices.append(dev)
+        if dev.region in ("triode", "off"):
+            flags.append(f"{dev.name} in {dev.region}")
+        elif dev.saturation_margin_v < rule.min_saturation_margin_v:
+            flags.append(f"{dev.name} saturation margin {dev.saturation_margin_v * 1e3:.0f} mV < "
+                         f"{rule.min_saturation_margin_v * 1e3:.0f} mV")
+    return Health(vout_v=vout, vdd_v=vdd, devices=tuple(devices), flags=tuple(flags))
 
 
 def hand_estimate(op: dict[str, float], c0_f: float, cl_f: float, r0_ohm: float) -> dict[str, float]:

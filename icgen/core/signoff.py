@@ -85,6 +85,7 @@ class Signoff:
     swing_low_v: float | None = None
     swing_high_v: float | None = None
     area_m2: float | None = None
+    itail_a: float | None = None
     gbw_a0_f3db_hz: float | None = None
     gbw_gm1_c0_hz: float | None = None
     p2_hz: float | None = None

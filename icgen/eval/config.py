@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from ..core.errors import ConfigError
 from ..sizing.config import MAX_BUDGET
 
-METHOD_NAMES = ("nearest-neighbour", "random-search", "optuna-tpe", "loop", "model-greedy", "model-best-of-n")
+METHOD_NAMES = ("nearest-neighbour", "retrieval", "random-search", "optuna-tpe", "retrieval-local", "loop", "model-greedy",
+                "model-best-of-n", "model-loop")
 """The eval's methods (icgen.eval.methods.REGISTRY holds them), in report order."""
+DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m != "model-loop")
+"""What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target)."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,14 @@ class EvalConfig:
     """Seed of the target draw and of every method."""
     tolerance: Tolerance = field(default_factory=Tolerance)
     """How the targets' bounds are relaxed."""
-    methods: tuple[str, ...] = METHOD_NAMES
+    methods: tuple[str, ...] = DEFAULT_METHODS
     """Methods by name, in the order they run (see icgen.eval.methods.REGISTRY)."""
     hand: bool = True
     """Add the hand-written targets."""
     generate_batch: int = 16
     """Prompts per batched generate for the model-only methods."""
+    targets: str | None = None
+    """A JSONL file of your own targets (one Specs object in SI units per line, optional "name"); kind "file"."""
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]

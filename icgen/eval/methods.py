@@ -2,15 +2,20 @@
 
 - model-greedy: the model alone, one greedy answer, simulated once (the original work's setting);
 - model-best-of-n: greedy plus n-1 sampled answers, all simulated, the best kept;
+- model-loop: the loop's retrieval, then only the model, asked again with each new best until the budget is spent;
 - loop: `icgen size` (retrieval, surrogate steps, model, designer's directions, local search) under the budget;
+- retrieval: the loop's top-ranked training design, simulated once (the strong one-shot baseline);
+- retrieval-local: the loop's retrieval, then its random local search, under the budget;
 - nearest-neighbour: the training design whose metrics are closest to the target, simulated;
 - random-search: log-uniform random designs until the specs are met or the budget is spent;
 - optuna-tpe: Optuna's TPE sampler minimising the normalised shortfall under the same budget.
 
-A new method is one function and one `Method` entry in `REGISTRY`.
+A new method is one function and one `Method` entry in `REGISTRY`. Every outcome's `source` says where its best
+design came from (a model answer that repeats the retrieved design counts as retrieval: `same_design`).
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +26,14 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.measure import V1_HEALTH, regrade
 from ..core.sampling import random_designs
-from ..core.score import Specs, healthy_result, metric_units, rank_key, shortfall
+from ..core.score import Specs, healthy_result, metric_units, rank_key, result_shortfall, shortfall
 from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult
-from ..sizing.loop import UGB_BENCHES, SizeConfig, size
+from ..sizing.loop import UGB_BENCHES, SizeConfig, SizeResult, size
 from ..sizing.retrieval import rank_rows
 from .config import METHOD_NAMES
 from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
@@ -40,37 +46,80 @@ class Context:
     """What every method shares: technology, simulator pool, training rows, model, budget."""
 
     def __init__(self, tech: Technology, pool, train: pd.DataFrame, config: EvalConfig,
-                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None):
+                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None, proposer=None):
         self.tech, self.pool, self.train, self.config = tech, pool, train, config
         self.surrogate = surrogate
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
+        self.proposer = proposer
+        """An icgen.sizing.loop.Proposer the model-loop asks instead of the model (None: the model)."""
         self.sim_config = SimConfig(tech=tech, benches=UGB_BENCHES)  # every method's UGB checked alike
         self.working = train[train["working"]].reset_index(drop=True)
         self.features = _features(self.working)
 
-    def simulate(self, designs: list[Design]) -> list[SimResult]:
-        return [result for _, result in self.pool.map(designs, self.sim_config)] if designs else []
+    @property
+    def has_model(self) -> bool:
+        """Whether the model methods can run: a model, or a proposer standing in for it."""
+        return self.model is not None or self.proposer is not None
+
+    def simulate(self, designs: list[Design], specs: Specs | None = None) -> list[SimResult]:
+        """Simulate with the UGB bench, plus the sign-off benches and estimates `specs` need (as the loop does)."""
+        config = self.sim_config
+        if specs is not None and (specs.benches() or specs.needs_estimates()):
+            benches = tuple(dict.fromkeys(UGB_BENCHES + specs.benches()))
+            config = SimConfig(tech=self.tech, benches=benches, estimates=specs.needs_estimates())
+        return [result for _, result in self.pool.map(designs, config)] if designs else []
+
+
+SAME_DESIGN_RTOL = 1e-3
+"""Two designs are the same when every variable agrees to 0.1 %: a copy printed with four significant digits."""
+
+
+def same_design(a: Design, b: Design, rtol: float = SAME_DESIGN_RTOL) -> bool:
+    """Whether two designs are the same sizing, up to the rounding of a printed answer."""
+    da, db = a.to_dict(), b.to_dict()
+    return all(math.isclose(da[k], db[k], rel_tol=rtol) for k in DESIGN_KEYS)
+
+
+def winning_source(result: SizeResult) -> str:
+    """The step whose candidate won a sizing run; a model answer repeating a retrieved design counts as retrieval."""
+    best = result.best
+    if best is None:
+        return ""
+    if best.source == "model":
+        retrieved = [c.result.design for c in result.candidates if c.source == "retrieval"]
+        if any(same_design(best.result.design, d) for d in retrieved):
+            return "retrieval"
+    return best.source
 
 
 def _best(results: list[SimResult], specs: Specs) -> SimResult | None:
-    ranked = sorted(results, key=lambda r: rank_key(r.metrics, specs, r.status, healthy_result(r)))
+    ranked = sorted(results, key=lambda r: rank_key(r if r.metrics else None, specs, r.status, healthy_result(r)))
     return ranked[0] if ranked else None
 
 
 def _outcome(method: str, target: Target, results: list[SimResult], seconds: float, proposals: int, valid: int,
              source: str = "") -> Outcome:
     best = _best(results, target.specs)
-    short = shortfall(best.metrics, target.specs, best.status, healthy_result(best)) if best else None
+    short = result_shortfall(best, target.specs) if best else None
     metrics = best.metrics if best else None
     return Outcome(method=method, target=target.name, kind=target.kind, met=short == 0.0, shortfall=short,
                    simulations=len(results), seconds=seconds, proposals=proposals, valid=valid,
                    working=sum(r.status == Status.OK and healthy_result(r) for r in results), source=source,
+                   met_v1=any(met_v1(r, target.specs) for r in results),
                    metrics=metrics.to_dict() if metrics else None, design=best.design.to_dict() if best else None,
-                   errors=metric_errors(metrics, target.reference))
+                   errors=metric_errors(metrics, target.reference), specs=target.specs.given())
+
+
+def met_v1(result: SimResult, specs: Specs) -> bool:
+    """Met under v1's definitions: the v1 health rule (no railed output, no device in triode or off; a zero shelf is
+    no flag) and the open-loop metrics."""
+    if result.status != Status.OK or result.health is None or result.metrics is None:
+        return False
+    return shortfall(result, specs, result.status, regrade(result.health, V1_HEALTH).healthy) == 0.0
 
 
 def _met(result: SimResult, specs: Specs) -> bool:
-    return shortfall(result.metrics, specs, result.status, healthy_result(result)) == 0.0
+    return result_shortfall(result, specs) == 0.0
 
 
 def _features(rows: pd.DataFrame) -> np.ndarray:
@@ -88,8 +137,9 @@ def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
     known = np.where(np.isnan(known), point[use] + 3.0, known)  # a training design without this metric: far
     index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(known)
     row = ctx.working.iloc[int(index.kneighbors(point[use][None], return_distance=False)[0, 0])]
-    results = ctx.simulate([design_of(row)])
-    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1)
+    results = ctx.simulate([design_of(row)], target.specs)
+    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1,
+                    source="nearest-neighbour")
 
 
 def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Outcome:
@@ -98,9 +148,10 @@ def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Ou
     pending = random_designs(ctx.tech, ctx.config.budget, seed)
     results: list[SimResult] = []
     while pending and not any(_met(r, target.specs) for r in results):
-        results += ctx.simulate(pending[:batch])
+        results += ctx.simulate(pending[:batch], target.specs)
         pending = pending[batch:]
-    return _outcome("random-search", target, results, time.perf_counter() - start, len(results), len(results))
+    return _outcome("random-search", target, results, time.perf_counter() - start, len(results), len(results),
+                    source="random-search" if results else "")
 
 
 def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
@@ -115,25 +166,48 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
         trial = study.ask()
         values = {k: trial.suggest_float(k, *ctx.tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale)
                   for k in DESIGN_KEYS}
-        result = ctx.simulate([Design(**values)])[0]
+        result = ctx.simulate([Design(**values)], target.specs)[0]
         results.append(result)
-        study.tell(trial, shortfall(result.metrics, target.specs, result.status, healthy_result(result)))
+        study.tell(trial, result_shortfall(result, target.specs))
         if _met(result, target.specs):
             break
-    return _outcome("optuna-tpe", target, results, time.perf_counter() - start, len(results), len(results))
+    return _outcome("optuna-tpe", target, results, time.perf_counter() - start, len(results), len(results),
+                    source="optuna-tpe" if results else "")
+
+
+def _sized(method: str, target: Target, ctx: Context, config: SizeConfig) -> Outcome:
+    """One `icgen size` run on the target with this config, the context's model (or proposer) and surrogate."""
+    result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
+                  tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate, proposer=ctx.proposer)
+    results = [c.result for c in result.candidates]
+    proposals = len(results) + result.invalid_model_answers
+    return _outcome(method, target, results, result.seconds, proposals, len(results), source=winning_source(result))
 
 
 def loop(target: Target, ctx: Context, seed: int) -> Outcome:
     """The full `icgen size` loop with the eval's budget and samples (model already loaded)."""
-    config = SizeConfig(samples=SizeConfig.samples if ctx.model is not None else 0, budget=ctx.config.budget,
-                        seed=seed)
-    result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
-                  tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate)
-    results = [c.result for c in result.candidates]
-    proposals = len(results) + result.invalid_model_answers
-    outcome = _outcome("loop", target, results, result.seconds, proposals, len(results),
-                       source=result.best.source if result.best else "")
-    return outcome
+    config = SizeConfig(samples=SizeConfig.samples if ctx.has_model else 0, budget=ctx.config.budget, seed=seed)
+    return _sized("loop", target, ctx, config)
+
+
+def retrieval(target: Target, ctx: Context, seed: int) -> Outcome:
+    """The loop's top-ranked training design (`rank_rows`, first row), simulated once as the loop simulates it."""
+    config = SizeConfig(steps=("retrieval",), retrieve=1, samples=0, budget=ctx.config.budget, seed=seed)
+    return _sized("retrieval", target, ctx, config)
+
+
+def retrieval_local(target: Target, ctx: Context, seed: int) -> Outcome:
+    """The loop's retrieval, then its random local search around the best design, under the eval's budget."""
+    config = SizeConfig(steps=("retrieval", "local"), samples=0, budget=ctx.config.budget, seed=seed)
+    return _sized("retrieval-local", target, ctx, config)
+
+
+def model_loop(target: Target, ctx: Context, seed: int) -> Outcome:
+    """The loop's retrieval, then only the model (one answer a round, shown the best so far) until the budget is
+    spent or a round brings nothing new; no surrogate, no refinement, no local search."""
+    budget = ctx.config.budget
+    config = SizeConfig(steps=("retrieval", "model"), samples=1, model_rounds=budget, budget=budget, seed=seed)
+    return _sized("model-loop", target, ctx, config)
 
 
 def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> list[Outcome]:
@@ -142,10 +216,11 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
     from ..llm.complete import complete, spec_prompt, usable_designs
 
     method = "model-greedy" if best_of == 1 else "model-best-of-n"
-    prompts = []
+    prompts, retrieved = [], []
     for target in targets:
         ranked = rank_rows(ctx.train, target.specs)
         prompts.append(spec_prompt(target.specs, metrics_of(ranked.iloc[0]) if len(ranked) else None, ctx.fmt))
+        retrieved.append(design_of(ranked.iloc[0]) if len(ranked) else None)
     start = time.perf_counter()
     completions = complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, temperature=0.0, seed=seed,
                            max_new_tokens=SizeConfig.max_new_tokens)
@@ -159,9 +234,12 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
         mine = [c for c in completions if c.prompt_index == i]
         designs, invalid = usable_designs(mine, ctx.tech)
         sim_start = time.perf_counter()
-        results = ctx.simulate(designs)
+        results = ctx.simulate(designs, target.specs)
         seconds = shared + time.perf_counter() - sim_start
-        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source="model"))
+        best = _best(results, target.specs)
+        source = "" if best is None else \
+            "retrieval" if retrieved[i] is not None and same_design(best.design, retrieved[i]) else "model"
+        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source=source))
     return outcomes
 
 
@@ -178,12 +256,15 @@ class Method:
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("nearest-neighbour", run=lambda target, ctx, seed: nearest_neighbour(target, ctx)),
+    Method("retrieval", run=retrieval),
     Method("random-search", run=random_search),
     Method("optuna-tpe", run=optuna_tpe),
+    Method("retrieval-local", run=retrieval_local),
     Method("loop", run=loop),
     Method("model-greedy", batch=lambda targets, ctx, seed: model_only(targets, ctx, 1, seed), needs_model=True),
     Method("model-best-of-n", batch=lambda targets, ctx, seed: model_only(targets, ctx, ctx.config.samples, seed),
            needs_model=True),
+    Method("model-loop", run=model_loop, needs_model=True),
 )}
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 if METHODS != METHOD_NAMES:  # pragma: no cover - a method added in one place only

@@ -15,7 +15,7 @@ class Target:
     """Specs to meet; for held-out targets, the simulated metrics of the design they came from."""
 
     name: str
-    kind: str  # heldout | hand
+    kind: str  # heldout | hand | file
     specs: Specs
     reference: Metrics | None = None
 
@@ -38,9 +38,14 @@ class Outcome:
     working: int
     """Simulated proposals that are healthy working amplifiers."""
     source: str = ""
+    met_v1: bool | None = None
+    """Whether any of its simulated designs meets the specs under v1's definitions (the v1 health rule; the open-loop
+    UGB without the buffer check): the same run judged the old way. None in runs made before it was recorded."""
     metrics: dict | None = None
     design: dict | None = None
     errors: dict = field(default_factory=dict)
+    specs: dict = field(default_factory=dict)
+    """The target's bounds (Specs.given(): key -> SI value); empty in runs made before it was recorded."""
 
 
 def metric_errors(metrics: Metrics | None, reference: Metrics | None) -> dict[str, float]:

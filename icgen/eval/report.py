@@ -1,4 +1,5 @@
-"""The eval's report: a summary table per method, a figure, the hand-written targets, and the model card section."""
+"""The eval's report: a summary table per method, a figure, the hand-written and file targets, paired comparisons
+(icgen.eval.paired), and the model card section."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import pandas as pd
 from .folder import EvalRun
 from .methods import METHODS
 from .outcome import Outcome
+from .paired import paired_rows
 from .targets import HAND_TARGETS
 
 if TYPE_CHECKING:
@@ -27,7 +29,9 @@ def summarize(outcomes: list[Outcome], kind: str = "heldout") -> pd.DataFrame:
     for method in [m for m in METHODS if m in set(frame["method"])]:
         part = frame[frame["method"] == method]
         proposals = part["proposals"].sum()
+        old = part["met_v1"].dropna() if "met_v1" in part else pd.Series(dtype=bool)
         row = {"method": method, "targets": len(part), "met %": 100 * part["met"].mean(),
+               "met % (v1 rules)": 100 * old.astype(bool).mean() if len(old) else float("nan"),
                "valid %": 100 * part["valid"].sum() / proposals if proposals else float("nan"),
                "working %": 100 * part["working"].sum() / max(part["simulations"].sum(), 1),
                "median sims": part["simulations"].median(), "p90 sims": part["simulations"].quantile(0.9),
@@ -74,16 +78,48 @@ def plot_eval(outcomes: list[Outcome], path: Path, budget: int) -> Path:
     return path
 
 
-def hand_table(outcomes: list[Outcome]) -> pd.DataFrame:
-    """Hand-written targets x methods: 'met (sims)' or the remaining shortfall."""
-    frame = pd.DataFrame([asdict(o) for o in outcomes if o.kind == "hand"])
+def target_table(outcomes: list[Outcome], kind: str) -> pd.DataFrame:
+    """Targets of one kind x methods: 'met (sims)' or the remaining shortfall; targets in the order they ran."""
+    frame = pd.DataFrame([asdict(o) for o in outcomes if o.kind == kind])
     if frame.empty:
         return frame
     cell = frame.apply(lambda r: f"met ({r['simulations']})" if r["met"] else
-                       f"short {r['shortfall']:.2g} ({r['simulations']})", axis=1)
+                       f"short {r['shortfall']:.2g} ({r['simulations']})" if pd.notna(r["shortfall"]) else
+                       f"no design ({r['simulations']})", axis=1)
     table = frame.assign(cell=cell).pivot(index="target", columns="method", values="cell")
-    order = [t for t, _ in HAND_TARGETS if t in table.index]
+    order = [t for t, _ in HAND_TARGETS if t in table.index] if kind == "hand" else list(dict.fromkeys(frame["target"]))
     return table.loc[order, [m for m in METHODS if m in table.columns]]
+
+
+def hand_table(outcomes: list[Outcome]) -> pd.DataFrame:
+    """Hand-written targets x methods: 'met (sims)' or the remaining shortfall."""
+    return target_table(outcomes, "hand")
+
+
+def source_lines(outcomes: list[Outcome], kind: str = "heldout") -> list[str]:
+    """Where each method's winning designs came from on the targets it met, for methods with more than one origin."""
+    parts = []
+    for method in METHODS:
+        sources = pd.Series([o.source for o in outcomes if o.method == method and o.kind == kind and o.met])
+        if len(sources) and set(sources) != {method}:
+            parts.append(f"{method}: " + ", ".join(f"{k} {v}" for k, v in sources.value_counts().items()))
+    return [f"Where the winning designs came from ({kind} targets met): " + "; ".join(parts) + ".", ""] if parts else []
+
+
+PAIRED_NOTE = ("Paired comparisons on the same targets: McNemar's exact test (two-sided binomial test at 1/2 on the "
+               "targets only one of the two met) and the difference in met share A − B in percentage points with "
+               "Newcombe's 95 % interval for paired proportions (method 10: Wilson score limits combined with the "
+               "pairs' phi correlation).")
+
+
+def paired_section(outcomes: list[Outcome]) -> list[str]:
+    """The report's "Paired comparisons" lines: one table per target kind where a pair of methods both ran."""
+    lines = []
+    for kind in ("heldout", "file"):
+        rows = paired_rows(outcomes, kind)
+        if rows:
+            lines += [f"{kind} targets:", "", pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g"), ""]
+    return ["## Paired comparisons", "", PAIRED_NOTE, "", *lines] if lines else []
 
 
 def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRun, provenance: dict) -> Path:
@@ -102,7 +138,10 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRu
         f"Targets: each held-out design's simulated metrics as bounds relaxed by the tolerance: gain ≥ gain − "
         f"{tol.gain_db:g} dB, UGB ≥ {1 - tol.relative:g}×, PM ≥ PM − {tol.pm_deg:g}°, GM ≥ GM − {tol.gm_db:g} dB "
         f"(when positive), BW ≥ {1 - tol.relative:g}×, power ≤ {1 + tol.relative:g}×. Met = every bound holds on "
-        "a healthy operating point (no railed output, no device in triode or off), re-simulated by ngspice.", "",
+        "a healthy operating point, re-simulated by ngspice: no railed output, every device at least 50 mV into "
+        "saturation, and a UGB the unity-gain buffer's bandwidth agrees with (≥ 0.8×, no zero shelf). "
+        "`met % (v1 rules)` judges the same runs by the old definitions: no device in triode or off, the open-loop "
+        "UGB taken as measured.", "",
         "Columns: valid % = model answers (or proposed designs) that parse and validate into an in-range netlist; "
         "working % = simulated candidates that are healthy working amplifiers; sims and seconds per target "
         "(failures count the budget they spent); errors = median |best design − held-out design| per metric. "
@@ -113,15 +152,19 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRu
     ]
     if figure:
         lines += [f"![eval]({figure.name})", ""]
-    loop_rows = [o for o in outcomes if o.method == "loop" and o.kind == "heldout" and o.met]
-    if loop_rows:
-        sources = pd.Series([o.source for o in loop_rows]).value_counts()
-        lines += ["Where the loop's winning design came from (held-out targets met): " +
-                  ", ".join(f"{k} {v}" for k, v in sources.items()) + ".", ""]
+    lines += source_lines(outcomes)
     hand = hand_table(outcomes)
     if not hand.empty:
         lines += ["## Hand-written targets", "", "Cell: met (simulations) or remaining normalised shortfall.", "",
                   hand.to_markdown(), ""]
+    mine = target_table(outcomes, "file")
+    if not mine.empty:
+        summary_mine = summarize(outcomes, "file").dropna(axis=1, how="all")  # no reference design: no error columns
+        lines += [f"## Your targets (`{config.targets}`)", "",
+                  "The specs of each line of the targets file, bounds as given. Cell: met (simulations) or remaining "
+                  "normalised shortfall.", "", summary_mine.to_markdown(index=False, floatfmt=".3g"), "",
+                  mine.to_markdown(), "", *source_lines(outcomes, "file")]
+    lines += paired_section(outcomes)
     lines += ["## Provenance", "", "```json", json.dumps(provenance, indent=2, default=str), "```", ""]
     path = run.path(EvalRun.REPORT)
     path.write_text("\n".join(lines))

@@ -24,7 +24,7 @@ from .folder import EvalRun, EvalRunError
 from .methods import REGISTRY, Context
 from .outcome import Outcome, Target
 from .report import update_model_card, write_report
-from .targets import all_targets
+from .targets import TargetsError, all_targets
 
 
 def run_eval(targets: list[Target], ctx: Context, out: Path | EvalRun, progress=None) -> list[Outcome]:
@@ -72,6 +72,11 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
 
     data.require()
     targets = all_targets(data, config)
+    low, high = tech.bounds["VIN"]
+    pinned = next((t for t in targets if t.specs.vin_v is not None and not low <= t.specs.vin_v <= high), None)
+    if pinned is not None:  # refused now, not hours into the run when the loop reaches it
+        raise TargetsError(f"{{targets}}: target {pinned.name!r} fixes vin_v {pinned.specs.vin_v:g} V, outside "
+                           f"{tech.name}'s VIN range {low:g} to {high:g} V")
     run.claim({"config": repr(config), "data": str(data.folder.resolve()), "model": str(model_dir or "none"),
                "tech": tech.name})
     model = tokenizer = info = None

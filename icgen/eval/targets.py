@@ -1,11 +1,15 @@
-"""Eval targets and the eval's config: held-out designs' metrics as relaxed bounds, plus hand-written specs.
+"""Eval targets and the eval's config: held-out designs' metrics as relaxed bounds, hand-written specs, and a user's
+own specs from a JSONL file (`read_targets`).
 
 Held-out targets are feasible by construction: the design they came from meets them (a test re-simulates it).
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ..core.design import Metrics
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, IcgenError
 from ..core.score import SpecError, Specs
 from ..data.dataset import Dataset, metrics_of
 from .config import EvalConfig, Tolerance
@@ -49,7 +53,62 @@ def heldout_targets(data: Dataset, config: EvalConfig) -> list[Target]:
     return targets
 
 
+class TargetsError(IcgenError):
+    """A targets file that cannot be read: the line and what is wrong with it."""
+
+
+TARGETS_EXAMPLE = '{"name": "mine", "gain_db": 50, "pm_deg": 60, "ugb_hz": 5e6, "power_w": 2e-5}'
+
+
+def read_targets(path: str | Path) -> list[Target]:
+    """Targets of kind "file" from a JSONL file: one JSON object per line with Specs keys in SI units (see
+    icgen.core.score.SPEC_KINDS for which are lower and which upper bounds) and an optional "name" (default
+    `line-N`); blank lines are skipped."""
+    path = Path(path)
+    where = f"{{targets}} {path}"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "not a readable text file"
+        raise TargetsError(f"{where}: {reason}; give a JSONL file, one spec object a line, e.g. {TARGETS_EXAMPLE}") \
+            from None
+    targets: list[Target] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        at = f"{where} line {number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TargetsError(f"{at}: not JSON ({err.msg} at column {err.colno}); write e.g. {TARGETS_EXAMPLE}") \
+                from None
+        if not isinstance(data, dict):
+            raise TargetsError(f"{at}: a {type(data).__name__}, not a JSON object; write e.g. {TARGETS_EXAMPLE}")
+        name = data.pop("name", f"line-{number}")
+        if not isinstance(name, str) or not name.strip():
+            raise TargetsError(f"{at}: \"name\" must be a non-empty string")
+        try:
+            specs = Specs.from_dict(data)
+        except SpecError as err:  # name the file's keys (gain_db), not the CLI's options (--gain)
+            raise TargetsError(f"{at}: {err.render(lambda key: key)}") from None
+        if any(t.name == name for t in targets):
+            raise TargetsError(f"{at}: the name {name!r} is used twice; give each target its own name")
+        targets.append(Target(name, "file", specs))
+    if not targets:
+        raise TargetsError(f"{where} holds no targets; write one spec object a line, e.g. {TARGETS_EXAMPLE}")
+    return targets
+
+
 def all_targets(data: Dataset, config: EvalConfig) -> list[Target]:
-    """The held-out targets, then (unless config.hand is off) the hand-written ones."""
+    """The held-out targets, then (unless config.hand is off) the hand-written ones, then those of config.targets."""
     hand = [Target(name, "hand", specs) for name, specs in HAND_TARGETS] if config.hand else []
-    return heldout_targets(data, config) + hand
+    targets = heldout_targets(data, config) + hand
+    if config.targets is not None:
+        taken = {t.name for t in targets}
+        mine = read_targets(config.targets)
+        clash = next((t.name for t in mine if t.name in taken), None)
+        if clash is not None:
+            raise TargetsError(f"{{targets}} {config.targets}: the name {clash!r} is also a held-out or hand-written "
+                               f"target's; rename it")
+        targets += mine
+    return targets

@@ -64,14 +64,20 @@ def prompt_metrics(specs: Specs, reference: Metrics | None) -> Metrics:
     headroom = {"gain_db": lambda v: v + 2, "pm_deg": lambda v: min(v + 5, 175), "gm_db": lambda v: v + 2,
                 "ugb_hz": lambda v: v * 1.25, "bw3db_hz": lambda v: v * 1.25, "power_w": lambda v: v * 0.8}
     values = dict(base)
-    for key, target in specs.given().items():
+    for key, target in specs.core().items():  # the model was trained on the open-loop six
         values[key] = headroom[key](target)
     return Metrics(**values)
 
 
-def spec_prompt(specs: Specs, reference: Metrics | None, fmt: str = "compact") -> str:
-    """The prompt the model is trained on, for the user's targets (with headroom) completed from a reference."""
-    return pair_format(fmt).prompt(prompt_metrics(specs, reference))
+def spec_prompt(specs: Specs, reference: Metrics | None, fmt: str = "compact", start=None) -> str:
+    """The prompt the model is trained on, for the user's targets (with headroom) completed from a reference.
+
+    Edit formats also show `start`, a (design, simulated metrics) pair: the retrieved design or the loop's best
+    candidate so far; the targets are then completed from the start's metrics."""
+    form = pair_format(fmt)
+    if form.needs_start:
+        return form.prompt(prompt_metrics(specs, start[1] if start else reference), start)
+    return form.prompt(prompt_metrics(specs, reference))
 
 
 def usable_designs(completions: list[Completion], tech: Technology) -> tuple[list[Design], int]:

@@ -3,6 +3,8 @@
     seed     the original work's long prompt and its answer format ("To achieve ... M1 pch net3 VINP ...")
     compact  the same information in few tokens: "gain=64.09dB ugb=4.518MHz ..." -> "R0=3k C0=1p L1=622n ..."
     chat     {"messages": [system, user, assistant]} with the answer format as the assistant's reply
+    edit     retrieval-augmented: the targets, a starting design and its simulated metrics -> the improved design
+             ("want gain=64.1 ...\nfrom R0=3k ...\nhas gain=58.2 ...\n" -> "R0=3.3k C0=1p ..."), parsed as compact
 
 Formats are looked up by name in `REGISTRY` (`pair_format(name)`); a new format is one new `PairFormat` entry.
 `make_pair(design, metrics, fmt)` builds one pair; `parse_completion(text, fmt)` reads a completion back.
@@ -98,35 +100,42 @@ def seed_completion(design: Design) -> str:
     return SEED_COMPLETION.format(netlist=netlist, vin=vin, vb1=vb1)
 
 
+Start = tuple[Design, Metrics]
+"""A starting design and its simulated metrics: what an edit prompt shows besides the targets."""
+
+
 class FormatError(IcgenError):
-    """A pair format that does not exist."""
+    """A pair format that does not exist, or an edit prompt without its starting design."""
 
 
 @dataclass(frozen=True)
 class PairFormat:
-    """One way of writing a spec -> sizing example: the prompt for a metric set, the pair, and the completion parser."""
+    """One way of writing a spec -> sizing example: the prompt for a metric set (and, for edit formats, a starting
+    design with its metrics), the pair, and the completion parser."""
 
     name: str
     """The format's name in configs and on the command line."""
-    prompt: Callable[[Metrics], str]
-    """The prompt for these metrics, ending with the separator."""
-    pair: Callable[[Design, Metrics], dict]
+    prompt: Callable[[Metrics, Start | None], str]
+    """The prompt for these metrics (and start), ending with the separator."""
+    pair: Callable[[Design, Metrics, Start | None], dict]
     """One training example."""
     parse: Callable[[str], ParsedAnswer]
     """Read a completion back into a design."""
     trainable: bool = True
     """Whether `icgen train`'s prompt/completion trainer takes it (chat pairs are messages)."""
+    needs_start: bool = False
+    """The prompt carries a starting design and its metrics (retrieval-augmented); pairs come from `draw_edits`."""
 
 
-def _seed_pair(design: Design, metrics: Metrics) -> dict:
+def _seed_pair(design: Design, metrics: Metrics, start: Start | None = None) -> dict:
     return {"prompt": _seed_prompt(metrics), "completion": seed_completion(design)}
 
 
-def _seed_prompt(metrics: Metrics) -> str:
+def _seed_prompt(metrics: Metrics, start: Start | None = None) -> str:
     return SEED_PROMPT.format(metrics=seed_metrics_line(metrics)) + SEPARATOR
 
 
-def _compact_pair(design: Design, metrics: Metrics) -> dict:
+def _compact_pair(design: Design, metrics: Metrics, start: Start | None = None) -> dict:
     return {"prompt": compact_prompt(metrics) + SEPARATOR, "completion": compact_completion(design)}
 
 
@@ -135,15 +144,29 @@ def _chat_messages(metrics: Metrics) -> list[dict]:
             {"role": "user", "content": "Target metrics: " + seed_metrics_line(metrics)}]
 
 
-def _chat_pair(design: Design, metrics: Metrics) -> dict:
+def _chat_pair(design: Design, metrics: Metrics, start: Start | None = None) -> dict:
     return {"messages": _chat_messages(metrics) + [{"role": "assistant", "content": render_answer(design)}]}
+
+
+def edit_prompt(metrics: Metrics, start: Start | None) -> str:
+    """`want <targets>`, `from <starting design>`, `has <its simulated metrics>`, one line each (compact forms)."""
+    if start is None:
+        raise FormatError("the edit format's prompt needs a starting design and its metrics")
+    design, has = start
+    return (f"want {compact_prompt(metrics)}\nfrom {compact_completion(design)}\nhas {compact_prompt(has)}"
+            + SEPARATOR)
+
+
+def _edit_pair(design: Design, metrics: Metrics, start: Start | None) -> dict:
+    return {"prompt": edit_prompt(metrics, start), "completion": compact_completion(design)}
 
 
 REGISTRY: dict[str, PairFormat] = {f.name: f for f in (
     PairFormat("seed", _seed_prompt, _seed_pair, parse_answer),
-    PairFormat("compact", lambda m: compact_prompt(m) + SEPARATOR, _compact_pair, parse_compact),
-    PairFormat("chat", lambda m: "\n".join(x["content"] for x in _chat_messages(m)) + SEPARATOR, _chat_pair,
-               parse_answer, trainable=False),
+    PairFormat("compact", lambda m, start=None: compact_prompt(m) + SEPARATOR, _compact_pair, parse_compact),
+    PairFormat("chat", lambda m, start=None: "\n".join(x["content"] for x in _chat_messages(m)) + SEPARATOR,
+               _chat_pair, parse_answer, trainable=False),
+    PairFormat("edit", edit_prompt, _edit_pair, parse_compact, needs_start=True),
 )}
 FORMATS: tuple[str, ...] = tuple(REGISTRY)
 
@@ -156,9 +179,9 @@ def pair_format(name: str) -> PairFormat:
         raise FormatError(f"unknown format {name!r}; use one of {', '.join(FORMATS)}") from None
 
 
-def make_pair(design: Design, metrics: Metrics, fmt: str) -> dict:
-    """One training example: {"prompt", "completion"} (seed, compact) or {"messages": [...]} (chat)."""
-    return pair_format(fmt).pair(design, metrics)
+def make_pair(design: Design, metrics: Metrics, fmt: str, start: Start | None = None) -> dict:
+    """One training example: {"prompt", "completion"} (seed, compact, edit) or {"messages": [...]} (chat)."""
+    return pair_format(fmt).pair(design, metrics, start)
 
 
 def parse_completion(text: str, fmt: str) -> ParsedAnswer:
@@ -176,6 +199,8 @@ def export_pairs(data: Dataset, fmt: str, split: str, kind: str = "heldout") -> 
     from ..data.dataset import design_of, metrics_of  # pandas, on use: the CLI imports this module for its names
 
     form = pair_format(fmt)
+    if form.needs_start:
+        raise FormatError(f"the {fmt} format's pairs need starting designs: use icgen.llm.edits.dataset_pairs")
     pairs = []
     for _, row in data.rows(split, kind).iterrows():
         pair = form.pair(design_of(row), metrics_of(row))

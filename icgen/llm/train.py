@@ -24,8 +24,9 @@ from ..core.errors import ConfigError
 from ..core.io import write_json_atomic
 from ..core.paths import CONFIG_DIR
 from ..data.dataset import Dataset, DatasetError
+from .edits import dataset_pairs
 from .model import DEFAULT_BASE, base_folder
-from .pairs import REGISTRY, export_pairs
+from .pairs import REGISTRY
 
 FORMATS = tuple(name for name, f in REGISTRY.items() if f.trainable)
 """Pair formats the prompt/completion trainer takes."""
@@ -43,7 +44,9 @@ class TrainConfig:
     data: str = "data/ptm65"
     """Dataset folder with designs.parquet and splits.parquet."""
     format: str = "compact"
-    """Pair format: compact (few tokens) or seed (the original long prompt)."""
+    """Pair format: compact (few tokens), seed (the original long prompt) or edit (targets + a start design)."""
+    edits_per_design: int = 1
+    """Edit format only: pairs drawn per target design (each with its own start; see icgen.llm.edits)."""
     split_kind: str = "heldout"
     """Which split to train and validate on: heldout or random."""
     train_subset: int | None = None
@@ -72,6 +75,9 @@ class TrainConfig:
     """Dropout on the LoRA path."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     """Linear layers that get LoRA adapters."""
+    lora_layers: int | None = None
+    """Put adapters on the top N decoder layers only (None: all). Backpropagation then stops below them, which is
+    the main CPU speed lever (bench/bench_train.py --lora-layers measures it)."""
     max_length: int = 256
     """Longest tokenised pair; longer ones are counted and then fail or are dropped (see truncation)."""
     truncation: str = "fail"
@@ -110,6 +116,8 @@ class TrainConfig:
             (len(self.target_modules) > 0, "target_modules must name at least one layer"),
             (not self.packing, "packing is not supported (the completion-only loss is computed per pair); set packing: false"),
             (self.train_subset is None or self.train_subset >= 1, "train_subset must be >= 1 or null"),
+            (self.lora_layers is None or self.lora_layers >= 1, "lora_layers must be >= 1 or null"),
+            (self.edits_per_design >= 1, "edits_per_design must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -226,7 +234,8 @@ def load_pairs(config: TrainConfig, split: str, subset: int | None) -> list[dict
     import numpy as np
 
     try:
-        pairs = export_pairs(Dataset(config.data).require(), config.format, split, config.split_kind)
+        pairs = dataset_pairs(Dataset(config.data).require(), config.format, split, config.split_kind, config.seed,
+                              config.edits_per_design)
     except DatasetError as err:
         raise ConfigError(f"data={config.data}: {err}") from err
     order = np.random.default_rng(config.seed).permutation(len(pairs))
@@ -267,11 +276,18 @@ def load_base_model(config: TrainConfig):
     return model, folder
 
 
-def lora_config(config: TrainConfig):
+def lora_config(config: TrainConfig, layers: int | None = None):
+    """The LoRA config; with `config.lora_layers`, adapters on the top layers of a model with `layers` layers."""
     from peft import LoraConfig
 
+    top = None
+    if config.lora_layers is not None:
+        if layers is None:
+            raise ConfigError("lora_layers needs the model's layer count")
+        top = list(range(max(layers - config.lora_layers, 0), layers))
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
+                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM",
+                      layers_to_transform=top)
 
 
 # ----------------------------------------------------------------------------- training
@@ -300,6 +316,55 @@ class _CsvLogger:
                             writer.writerow([record["step"], record["epoch"], key, value])
 
         self.callback = Callback()
+
+
+RESUME_DIR = "resume"
+"""OUT/resume: the durable resume point (adapter weights + state.json), small enough to commit; optimizer state and
+HF checkpoints stay out of git."""
+
+
+class _ResumePoint:
+    """Trainer callback: after every checkpoint, copy its adapter and write the step, the pairs seen and the CPU
+    seconds spent to OUT/resume/state.json (atomically), so a fresh clone can continue with --resume."""
+
+    def __init__(self, out: Path, pairs_per_step: int, cpu_before: float) -> None:
+        from transformers import TrainerCallback
+
+        outer = self
+        self.out, self.pairs_per_step, self.cpu_before = out, pairs_per_step, cpu_before
+        self.step_offset = 0
+
+        class Callback(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):  # noqa: ARG002
+                outer.save(state)
+
+        self.callback = Callback()
+
+    def save(self, state) -> None:
+        import shutil
+
+        checkpoint = self.out / f"checkpoint-{state.global_step}"
+        folder = self.out / RESUME_DIR
+        folder.mkdir(exist_ok=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            if (checkpoint / name).is_file():
+                shutil.copyfile(checkpoint / name, folder / (name + ".tmp"))
+                os.replace(folder / (name + ".tmp"), folder / name)
+        step = self.step_offset + state.global_step
+        curve = self.out / "curve" / f"step-{step}"  # every resume point, for the learning curve (not committed)
+        curve.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, curve / name)
+        write_json_atomic({"global_step": step, "pairs_seen": step * self.pairs_per_step,
+                           "best_eval_loss": state.best_metric, "cpu_s": self.cpu_before + time.process_time(),
+                           "log_history": state.log_history}, folder / "state.json")
+
+
+def resume_state(out: Path) -> dict | None:
+    """The durable resume point of a run folder, or None."""
+    path = out / RESUME_DIR / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _has_tensorboard() -> bool:
@@ -335,16 +400,32 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if dropped_train or dropped_val:
         print(f"warning: dropped {dropped_train} training and {dropped_val} validation pairs longer than "
               f"max_length={config.max_length}")
-    model = get_peft_model(model, lora_config(config))
+    model = get_peft_model(model, lora_config(config, model.config.num_hidden_layers))
     cuda = torch.cuda.is_available()
-    steps_per_epoch = math.ceil(len(train_examples) / (config.batch_size * config.gradient_accumulation))
+    pairs_per_step = config.batch_size * config.gradient_accumulation
+    steps_per_epoch = math.ceil(len(train_examples) / pairs_per_step)
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
+    durable = resume_state(out) if resume and not any(out.glob("checkpoint-*")) else None
+    done_steps = 0
+    if durable is not None:  # a fresh machine: the committed adapter, and the data order continued where it stopped
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(str(out / RESUME_DIR / "adapter_model.safetensors")))
+        done_steps = int(durable["global_step"])
+        seen = int(durable["pairs_seen"]) % max(len(train_examples), 1)
+        train_examples = train_examples[seen:] + train_examples[:seen]
+        print(f"resuming from the committed adapter at step {done_steps} ({durable['pairs_seen']} pairs seen); the "
+              f"optimizer state starts fresh and the learning-rate schedule runs over the remaining steps")
+    remaining = max(total_steps - done_steps, 1)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
-        learning_rate=config.learning_rate, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        lr_scheduler_type="cosine", warmup_steps=int(config.warmup_ratio * total_steps), weight_decay=config.weight_decay,
+        learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+        max_steps=remaining if durable is not None else config.max_steps, lr_scheduler_type="cosine",
+        warmup_steps=0 if durable is not None else int(config.warmup_ratio * total_steps),
+        weight_decay=config.weight_decay,
         eval_strategy="steps", eval_steps=config.eval_steps, save_strategy="steps", save_steps=config.eval_steps,
         save_total_limit=config.save_total_limit, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, logging_steps=config.logging_steps,
@@ -353,7 +434,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         dataloader_num_workers=0, disable_tqdm=False,
     )
     logger = _CsvLogger(out / "metrics.csv")
-    callbacks = [logger.callback]
+    prior = resume_state(out) if resume else None  # CPU seconds spent before this process, either way of resuming
+    cpu_before = float(prior["cpu_s"]) if prior else 0.0
+    point = _ResumePoint(out, pairs_per_step, cpu_before)
+    point.step_offset = done_steps
+    callbacks = [logger.callback, point.callback]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=train_examples, eval_dataset=validation_examples,
@@ -380,7 +465,10 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "train_loss": result.training_loss, "base_validation_loss": base_loss, "best_validation_loss": best,
         "best_checkpoint": trainer.state.best_model_checkpoint, "wall_s": wall,
         "train_runtime_s": result.metrics.get("train_runtime"), "hardware": hardware(),
-        "quant": "nf4" if use_nf4(config) else "none", "resumed": resume_from,
+        "quant": "nf4" if use_nf4(config) else "none", "resumed": resume_from or durable is not None,
+        "resumed_from_committed_step": done_steps if durable is not None else None,
+        "cpu_s": cpu_before + time.process_time(),
+        "steps_total": done_steps + trainer.state.global_step,
     }
     write_json_atomic(metrics, metrics_path)
     write_model_card(out, config, metrics, logger.records)

@@ -87,6 +87,9 @@ class SimConfig:
     """Also run every sign-off bench (icgen.core.signoff: buffer, steps, CMRR, PSRR, noise, swing) on an amplifier."""
     benches: tuple[str, ...] = ()
     """Run only these sign-off benches (e.g. ("buffer_ac",), which the UGB check needs); ignored with signoff."""
+    estimates: bool = False
+    """Compute the operating-point figures (offset, area, tail current, GBW and pole/zero estimates) even when no
+    bench runs; they come with every bench anyway and cost no simulation."""
     health: HealthRule = V2_HEALTH
     """What a healthy operating point is: V2_HEALTH (a 50 mV saturation margin, inversion by gm/Id), the rule of
     dataset v2; V1_HEALTH reproduces the shipped dataset v1."""
@@ -117,7 +120,8 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
                          seconds=time.perf_counter() - start, **common)
     metrics, reason = measure(raw.frequency_hz, raw.response, power_w)
     wanted = tuple(BENCHES) if config.signoff else config.benches
-    figures = run_signoff(backend, design, config, raw, metrics, wanted) if wanted and reason is None else None
+    figures = run_signoff(backend, design, config, raw, metrics, wanted) \
+        if (wanted or config.estimates) and reason is None else None
     if figures is not None and figures.ugb_shelf:  # the open-loop UGB is not what the buffer delivers
         shelf = (f"UGB shelf (buffer bandwidth {figures.buffer_bw_hz or 0:.3g} Hz < {SHELF_RATIO:g} x UGB "
                  f"{metrics.ugb_hz:.3g} Hz)")
@@ -128,17 +132,21 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
 
 
 def run_signoff(backend, design: Design, config: SimConfig, raw, metrics: Metrics,
-                benches: tuple[str, ...] = tuple(BENCHES)) -> Signoff:
+                benches: tuple[str, ...] = tuple(BENCHES), timings: dict[str, float] | None = None) -> Signoff:
     """The sign-off benches (all, or those named) on one amplifier, in registry order; a bench that fails leaves its
-    figures None and says why in `problems`."""
+    figures None and says why in `problems`. `timings`, when given, gains each bench's seconds (summed)."""
     tech = config.tech
     context = {"ugb_hz": metrics.ugb_hz, "open_loop": raw.response, "tail_current_a": abs(raw.op["M5.id"]),
                "c0_f": design.C0}
     figures: dict = {"offset_v": design.VIN - raw.op["vout"], "area_m2": area_m2(design, tech),
+                     "itail_a": context["tail_current_a"],
                      **estimates(design, tech, raw.op, metrics.gain_db, metrics.bw3db_hz)}
     problems = []
     for bench in (b for name, b in BENCHES.items() if name in benches):
+        started = time.perf_counter()
         vectors, error = backend.run_vectors(bench.circuit(design, tech, context), bench.analyses(design, tech, context))
+        if timings is not None:
+            timings[bench.name] = timings.get(bench.name, 0.0) + time.perf_counter() - started
         if error is not None:
             problems.append(f"{bench.name}: {error}")
             continue

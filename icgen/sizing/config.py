@@ -24,6 +24,9 @@ class SizeConfig:
     """The loop's steps in order, by name (see STEPS); leave one out to skip it."""
     samples: int = 2
     """Model candidates per batched generate, asked only when the steps before the model leave the specs unmet."""
+    model_rounds: int = 1
+    """Times the model step asks, each time shown the best candidate so far with its simulated metrics (simulator
+    feedback); it stops early when the specs are met, the budget is spent, or a round gives nothing new."""
     budget: int = 20
     """Most simulations to spend."""
     temperature: float = 0.7
@@ -62,6 +65,8 @@ class SizeConfig:
             raise ConfigError(f"{{seed}} {self.seed} is negative; use 0 or more")
         if self.samples < 0 or self.retrieve < 0:
             raise ConfigError("{samples} and {retrieve} cannot be negative")
+        if self.model_rounds < 1:
+            raise ConfigError(f"{{model_rounds}} {self.model_rounds} is not a number of rounds; use 1 or more")
         unknown = [s for s in self.steps if s not in STEP_NAMES]
         if unknown or len(set(self.steps)) != len(self.steps):
             raise ConfigError(f"{{steps}}: {', '.join(unknown) or 'a step given twice'}; use each of "

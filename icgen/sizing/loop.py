@@ -18,6 +18,7 @@ simulated and scored; only a healthy working amplifier can meet specs.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import pandas as pd
 
 from ..core.design import Design, Metrics
 from ..core.sampling import Radius, local_sweep
-from ..core.score import Specs, check_specs, healthy_result, rank_key
+from ..core.score import SpecError, Specs, check_specs, healthy_result, rank_key
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..data.dataset import design_of, metrics_of
@@ -82,7 +83,7 @@ class Progress:
 def default_rank(result: SimResult, specs: Specs) -> tuple:
     """Sort key, best first: shortfall; then a design whose devices are all in strong inversion; then the worst
     normalised margin (larger first); then power (lower first)."""
-    short, worst, power = rank_key(result.metrics, specs, result.status, healthy_result(result))
+    short, worst, power = rank_key(result if result.metrics else None, specs, result.status, healthy_result(result))
     weak = not (result.health and all(d.region == "saturation" for d in result.health.devices))
     return short, weak, worst, power
 
@@ -121,8 +122,13 @@ class ModelProposer:
         if self.model is None:
             return None
         from ..llm.complete import complete, spec_prompt, usable_designs
+        from ..llm.pairs import pair_format
 
-        completions = complete(self.model, self.tokenizer, [spec_prompt(specs, reference, self.fmt)], fmt=self.fmt,
+        start = (best.result.design, best.result.metrics) if best is not None and best.result.metrics else None
+        if pair_format(self.fmt).needs_start and start is None:  # an edit prompt needs a simulated start
+            return None
+        prompt = spec_prompt(specs, reference, self.fmt, start)
+        completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt,
                                num_samples=samples, max_new_tokens=config.max_new_tokens,
                                temperature=config.temperature if samples > 1 else 0.0, seed=config.seed)
         designs, invalid = usable_designs(completions, self.tech)
@@ -144,8 +150,13 @@ class SizingLoop:
         self.specs, self.tech, self.config, self.pool = specs, tech, config, pool
         self.table, self.proposer, self.load_surrogate = table, proposer, load_surrogate
         self.score, self.progress, self.cancel = score, progress, cancel
-        # a UGB spec is checked against the buffer too: a zero shelf (UGB far above the buffer's bandwidth) is a flag
-        self.sim_config = SimConfig(tech=tech, testbench=testbench, benches=UGB_BENCHES if specs.ugb_hz else ())
+        # each candidate gets the sign-off benches its specs need; a UGB spec is checked against the buffer too: a
+        # zero shelf (UGB far above the buffer's bandwidth) is a health flag
+        self.sim_config = SimConfig(tech=tech, testbench=testbench, benches=specs.benches(),
+                                    estimates=specs.needs_estimates())
+        if specs.vin_v is not None and not tech.bounds["VIN"][0] <= specs.vin_v <= tech.bounds["VIN"][1]:
+            low, high = tech.bounds["VIN"]
+            raise SpecError(f"{{vin_v}} {specs.vin_v:g} V is outside {tech.name}'s VIN range {low:g} to {high:g} V")
         self.result = SizeResult(specs=specs, best=None)
         self.seen: set[tuple] = set()
         self.step = ""
@@ -179,12 +190,14 @@ class SizingLoop:
         """Margins of a healthy working candidate (None otherwise): where refinement may stand."""
         if candidate is None or candidate.result.status != Status.OK or not healthy_result(candidate.result):
             return None
-        return margin_vector(candidate.result.metrics, self.specs)
+        return margin_vector(candidate.result, self.specs)
 
     # ---- the one way designs are simulated
     def simulate(self, designs: list[Design], source: str) -> list[Candidate | None]:
         """Simulate the designs not seen before and inside the bounds, within the budget; their candidates in the
         order given, None where a design was skipped."""
+        if self.specs.vin_v is not None:  # a fixed input common mode: every candidate has it
+            designs = [dataclasses.replace(d, VIN=self.specs.vin_v) for d in designs]
         fresh = []
         for d in designs:
             key = _key(d)
@@ -228,15 +241,22 @@ def retrieval_step(loop: SizingLoop) -> None:
 
 
 def model_step(loop: SizingLoop) -> None:
-    """Ask the proposer (the fine-tuned model) for `samples` designs, given the best candidate so far."""
+    """Ask the proposer (the fine-tuned model) for `samples` designs, shown the best candidate so far and its
+    simulated metrics; up to `model_rounds` times, while the specs are unmet and each round brings a new design."""
     if loop.config.samples <= 0 or loop.proposer is None:
         return
-    proposal = loop.proposer.propose(loop.specs, loop.best, loop.reference, loop.config.samples, loop.config)
-    if proposal is None:
-        return
-    loop.result.model_texts += proposal.texts
-    loop.result.invalid_model_answers = proposal.invalid
-    loop.simulate(proposal.designs, "model")
+    for _ in range(loop.config.model_rounds):
+        if loop.done:
+            return
+        proposal = loop.proposer.propose(loop.specs, loop.best, loop.reference, loop.config.samples, loop.config)
+        if proposal is None:
+            return
+        loop.result.model_texts += proposal.texts
+        loop.result.invalid_model_answers += proposal.invalid
+        before = loop.result.simulations
+        loop.simulate(proposal.designs, "model")
+        if loop.result.simulations == before:  # nothing new: asking again with the same best gives the same
+            return
 
 
 def surrogate_step(loop: SizingLoop) -> None:
@@ -250,12 +270,15 @@ def surrogate_step(loop: SizingLoop) -> None:
     from .surrogate import predicted_margins
     from .surrogate import surrogate_step as propose_step
 
-    config, specs = loop.config, loop.specs
+    config, specs = loop.config, loop.specs.core_specs()  # the surrogate predicts the open-loop six only
+    if specs is None:
+        return
     centre, radius = loop.best, config.surrogate_radius
     while not loop.done and radius >= config.surrogate_min_radius:
         base = loop.margins(centre)
         if base is None:
             return
+        base = margin_vector(centre.result, specs)
         offset = base - predicted_margins(surrogate, [centre.result.design], specs)[0]
         offset = np.where(np.isnan(offset), 0.0, np.clip(offset, -1.0, 1.0))
         design = propose_step(surrogate, centre.result.design, offset, specs, loop.tech, radius,
@@ -274,7 +297,7 @@ def refine_step(loop: SizingLoop) -> None:
     start = loop.best
     if start is None or start.result.status != Status.OK or loop.left <= len(directions):
         return
-    centre, base = start, margin_vector(start.result.metrics, loop.specs)
+    centre, base = start, margin_vector(start.result, loop.specs)
     units = np.eye(len(directions))
     probes = loop.simulate([move(centre.result.design, e, loop.tech, directions) for e in units], "refine")
     jac, usable = jacobian(base, [loop.margins(p) for p in probes])
@@ -357,9 +380,8 @@ def size(specs: Specs, tech: Technology | str = "ptm65", config: SizeConfig = Si
 
 def spec_table(result: SizeResult) -> list[dict]:
     """Rows of spec / achieved / margin / pass for the best design."""
-    metrics = result.best.result.metrics if result.best else None
     rows = []
-    for check in check_specs(metrics, result.specs):
+    for check in check_specs(result.best.result if result.best else None, result.specs):
         rows.append({"spec": check.key, "target": check.target, "achieved": check.achieved,
                      "margin": None if check.margin is None or math.isinf(check.margin) else check.margin,
                      "pass": check.met})

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design, Metrics
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
 from ..core.sampling import quantize
-from ..core.score import SHORTFALL_SCALE, Specs, spec_margin
+from ..core.score import SPEC_KINDS, Specs, check_specs
 from ..core.tech import Technology
 
 WIDTHS = ("W1", "W2", "W3", "W4", "W5")
@@ -73,18 +73,17 @@ def move(design: Design, step: np.ndarray, tech: Technology, directions=DIRECTIO
     return Design(**values)
 
 
-def margin_vector(metrics: Metrics | None, specs: Specs) -> np.ndarray:
-    """Per given spec, the margin in shortfall units (>= 0 met): dB/6, degrees/10, decades. NaN when unmeasured;
-    a missing GM on an amplifier with a UGB counts as a large margin (phase never reaches -180 degrees)."""
+def margin_vector(source, specs: Specs) -> np.ndarray:
+    """Per given spec, the margin in shortfall units (>= 0 met): dB/6, degrees/10, 100 mV, decades. NaN when
+    unmeasured; a missing GM on an amplifier with a UGB counts as a large margin (phase never reaches -180 degrees).
+    `source`: a simulated result (every spec), or its Metrics (the open-loop six)."""
     out = []
-    for key, target in specs.given().items():
-        value = getattr(metrics, key) if metrics else None
-        if value is None:
-            out.append(3.0 if key == "gm_db" and metrics is not None and metrics.ugb_hz else math.nan)
-        elif key in ("ugb_hz", "bw3db_hz", "power_w") and value <= 0:
+    for check in check_specs(source, specs):
+        if check.margin is None:
             out.append(math.nan)
         else:
-            out.append(float(spec_margin(key, value, target)) / SHORTFALL_SCALE.get(key, 1.0))
+            out.append(min(check.margin / SPEC_KINDS[check.key].scale, 3.0) if math.isinf(check.margin)
+                       else check.margin / SPEC_KINDS[check.key].scale)
     return np.array(out, dtype=float)
 
 
