@@ -662,6 +662,58 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
         click.echo(f"model card: {done['card']}")
 
 
+@main.command("ask")
+@spec_options
+@click.option("--start", "start_file", type=click.Path(dir_okay=False), default=None,
+              help="Starting design for an edit-format model (JSON or an answer); default: retrieval's first.")
+@click.option("--tech", "tech", default=DEFAULT_TECH, show_default=True)
+@click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
+              help="A run folder from icgen train.")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True,
+              help="Dataset whose training split gives the start (and the prompt's reference metrics); 'none'.")
+@click.option("--no-simulate", is_flag=True, help="Parse and check the answer only.")
+def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts) -> None:
+    """Ask the model once: the prompt, its raw answer (control characters escaped), and the answer's validation."""
+    from .core.score import specs_from_options
+    from .llm.model import load_finetuned, run_config
+    from .sizing.ask import ask, escaped
+
+    specs = specs_from_options(spec_texts)
+    technology = _tech(tech, None)
+    start = None
+    if start_file:
+        if not Path(start_file).is_file():
+            raise UserError(f"--start: {start_file}: no such file; give a JSON design or an answer")
+        parsed = read_design_file(start_file)
+        if parsed.problems or parsed.design is None:
+            raise UserError(f"--start: {start_file}: {_problems_line(parsed.problems)}")
+        start = (parsed.design, None)
+    try:
+        fmt = run_config(model_dir)["format"]
+        model, tokenizer = load_finetuned(model_dir, merge=True)
+    except ModelError as err:
+        raise UserError(f"--model: {err}") from err
+    table = None if data_dir == "none" else _dataset(data_dir).training_rows()
+    asked = ask(specs, model, tokenizer, fmt, technology, table=table, start=start, simulate=not no_simulate)
+    click.echo(f"prompt ({fmt} format; start: {asked.start_source}):\n{escaped(asked.prompt)}")
+    click.echo(f"raw answer:\n{escaped(asked.answer)}\n")
+    report = asked.report
+    if report.problems:
+        click.echo(f"INVALID: {len(report.problems)} problem(s)")
+        for p in report.problems:
+            click.echo(f"  - {p}")
+    if report.design is not None:
+        click.echo("parsed design (re-rendered from typed values):\n" + render_answer(report.design))
+    if report.result is not None:
+        click.echo(f"\nstatus: {report.result.status}" + (f" ({report.result.reason})" if report.result.reason else ""))
+        click.echo(_metrics_table(report.result) + "\n")
+        click.echo(_health_table(report.result.health))
+    if report.valid:
+        click.echo("\nVALID: the answer parses, is in range, and simulates as a healthy amplifier")
+    sys.exit(EXIT_OK if report.valid or (no_simulate and not report.problems and report.design) else
+             EXIT_CHECK_FAILED)
+
+
 @main.command("size")
 @spec_options
 @click.option("--tech", "tech", default=DEFAULT_TECH, show_default=True)

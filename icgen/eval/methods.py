@@ -219,7 +219,9 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
     prompts, retrieved = [], []
     for target in targets:
         ranked = rank_rows(ctx.train, target.specs)
-        prompts.append(spec_prompt(target.specs, metrics_of(ranked.iloc[0]) if len(ranked) else None, ctx.fmt))
+        top = ranked.iloc[0] if len(ranked) else None
+        start = (design_of(top), metrics_of(top)) if top is not None else None  # what an edit prompt starts from
+        prompts.append(spec_prompt(target.specs, metrics_of(top) if top is not None else None, ctx.fmt, start))
         retrieved.append(design_of(ranked.iloc[0]) if len(ranked) else None)
     start = time.perf_counter()
     completions = complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, temperature=0.0, seed=seed,
