@@ -22,6 +22,7 @@ from . import __version__
 from .core.deck import TESTBENCHES, render_answer
 from .core.design import DESIGN_KEYS, EXAMPLE_DESIGN, METRIC_KEYS, METRIC_LABELS, METRIC_UNITS, VARIABLE_BY_KEY
 from .core.errors import SPEC_OPTIONS, IcgenError
+from .core.objective import OBJECTIVE_NAMES, parse_margin
 from .core.parse import MAX_ANSWER_BYTES, ParsedAnswer, Problem, parse_design_text, read_design_file
 from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
@@ -662,6 +663,33 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
         click.echo(f"model card: {done['card']}")
 
 
+def _objective_block(result, table, pareto_n: int, pareto_plot: str) -> None:
+    """The objective's line (its value and how far from the best training design meeting the same specs), the
+    degenerate-result warnings, and with --pareto the best trade-offs and their plot."""
+    from .core.objective import objective
+    from .sizing.tradeoffs import pareto_front, plot_pareto, summary, tradeoffs, values_in_natural_units
+
+    goal = objective(result.objective)
+    info = summary(result, table)
+    if info["value"] is not None:
+        line = f"\nobjective {goal.name}: {values_in_natural_units(goal, info['value'])}"
+        if info["x_best_training"] is not None:
+            line += (f", {info['x_best_training']:.3g}x the best training design meeting the same specs "
+                     f"({values_in_natural_units(goal, info['best_training'])})")
+        click.echo(line)
+    for warning in info["warnings"]:
+        click.echo(f"warning: {warning}")
+    if pareto_n and result.met:
+        points = tradeoffs(result, result.target_specs, goal)
+        front = pareto_front(points)
+        click.echo(f"\ntrade-offs found ({len(front)} non-dominated of {len(points)} feasible; best {pareto_n}):")
+        click.echo(f"  {'objective':>14} {'worst margin':>13}  source")
+        for point in front[:pareto_n]:
+            click.echo(f"  {values_in_natural_units(goal, point.value):>14} {point.worst_margin:>13.3f}  {point.source}")
+        if points:
+            click.echo(f"  plot: {plot_pareto(points, pareto_plot, goal)}")
+
+
 @main.command("ask")
 @spec_options
 @click.option("--start", "start_file", type=click.Path(dir_okay=False), default=None,
@@ -727,10 +755,18 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 @click.option("--model-first", is_flag=True,
               help="Ask the model right after retrieval, before the surrogate steps (slower; measured no better).")
 @click.option("--seed", type=int, default=SizeConfig.seed, show_default=True)
+@click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=SizeConfig.objective, show_default=True,
+              help="What to optimise once the specs are met; max-margin stops at the first design that meets them.")
+@click.option("--margin", "margin_text", default="0.5dB,1deg,2%", show_default=True,
+              help="How far inside every bound a reported design stays (dB, degrees, % for the rest); 0 for none.")
+@click.option("--pareto", "pareto_n", type=int, default=0,
+              help="Also print the N best trade-offs found (objective against worst margin) and plot them.")
+@click.option("--pareto-plot", type=click.Path(dir_okay=False), default="pareto.png", show_default=True,
+              help="Where --pareto writes its plot.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
-def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, as_json, plot_path,
-                 **spec_texts) -> None:
+def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, objective, margin_text, pareto_n,
+                 pareto_plot, as_json, plot_path, **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     from .core.score import specs_from_options
     from .sizing.config import MODEL_FIRST_STEPS
@@ -739,8 +775,10 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
 
     started = time.perf_counter()
     specs = specs_from_options(spec_texts)
-    config = SizeConfig(samples=samples, budget=budget, seed=seed,
-                        **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
+    if pareto_n < 0:
+        raise UserError(f"--pareto {pareto_n}: give a number of trade-offs, 1 or more (0: none)")
+    config = SizeConfig(samples=samples, budget=budget, seed=seed, objective=objective,
+                        margin=parse_margin(margin_text), **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
     technology = _tech(tech, None)
     try:
         resources = SizingResources.load(None if data_dir == "none" else data_dir, _model_dir(model_dir),
@@ -781,12 +819,48 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
     click.echo("\n" + _health_table(best.result.health))
     if signed is not None:
         click.echo("\n" + _signoff_table(signed))
+    _objective_block(result, resources.table, pareto_n, pareto_plot)
     verdict = "meets every spec" if result.met else "does NOT meet the specs (closest design found; see NO rows)"
     click.echo(f"\n{verdict}; found by {best.source} after {result.simulations} simulations in {seconds:.1f} s "
                f"({result.invalid_model_answers} of {len(result.model_texts)} model answers unusable)")
     if plot_path:
         click.echo(f"Bode plot: {plot_path}")
     sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default: loopback only, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="TCP port (default 8000; 0: any free port).")
+@click.option("--model", "model_dir", default=str(DEFAULT_MODEL_DIR), show_default=True,
+              help="A run folder from icgen train, or 'none'; requests pick it (or 'none') by its folder name.")
+@click.option("--tech", "tech_names", multiple=True, default=(DEFAULT_TECH,), show_default=True,
+              help="Technology name or descriptor path (repeatable; requests pick one by name; the first is default).")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True,
+              help="Dataset whose training split is searched for similar designs; 'none'.")
+@click.option("--jobs", type=int, default=None, help="Sizing jobs at once (default 2; more wait in a queue).")
+@click.option("--sim-workers", type=int, default=None, help="Simulator processes per job (default 1).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of finished jobs, reloaded on restart (default out/serve).")
+def serve_command(host, port, model_dir, tech_names, data_dir, jobs, sim_workers, results_dir) -> None:
+    """Serve the web page and its JSON API (OpenAPI at /openapi.json): specs in, a verified design out."""
+    try:
+        from .web.config import ServeConfig
+        from .web.server import build_app, serve
+    except ImportError as err:
+        raise UserError(f"icgen serve needs the web extra ({err.name} is missing): pip install -e '.[web]'") from err
+
+    given = {"host": host, "port": port, "jobs": jobs, "sim_workers": sim_workers, "results": results_dir}
+    config = ServeConfig(**{k: v for k, v in given.items() if v is not None})
+    try:
+        app = build_app(config, tech_names, _model_dir(model_dir), None if data_dir == "none" else data_dir,
+                        log=lambda m: click.echo(m, err=True))
+    except ModelError as err:
+        raise UserError(f"--model: {err}; or pass --model none") from err
+    except DatasetError as err:
+        raise UserError(f"--data: {err}; or pass --data none (no retrieval)") from err
+    click.echo(f"icgen serve: http://{'[' + config.host + ']' if ':' in config.host else config.host}:{config.port}/ "
+               f"(results in {config.results}; Ctrl-C stops)", err=True)
+    serve(app, config)
 
 
 if __name__ == "__main__":  # pragma: no cover

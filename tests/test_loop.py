@@ -14,7 +14,8 @@ from icgen.core.score import Specs
 from icgen.core.status import Status
 from icgen.core.tech import load_technology
 from icgen.sim.simulate import SimResult
-from icgen.sizing.loop import STEPS, Proposal, SizeConfig, SizingLoop, size
+from icgen.sizing.loop import STEPS, Proposal, SizingLoop, size
+from icgen.sizing.loop import SizeConfig as _SizeConfig
 
 
 def _health(weak: bool = False) -> Health:
@@ -29,6 +30,12 @@ def fake_metrics(design: Design) -> Metrics:
     return Metrics(gain_db=40 + 20 * math.log10(design.W1 / 15e-6), bw3db_hz=1e3, ugb_hz=1e6,
                    pm_deg=60 + 10 * math.log10(design.C0 / 1e-12), gm_db=10.0,
                    power_w=10e-6 * design.W4 / 64e-6)
+
+
+def SizeConfig(**kwargs) -> _SizeConfig:  # noqa: N802 - these are the satisfy rules: objective max-margin
+    """The loop's config with the max-margin objective: stop at the first design meeting the specs (the rules this
+    file pins; tests/test_objective.py pins the optimising objectives)."""
+    return _SizeConfig(**{"objective": "max-margin", **kwargs})
 
 
 class FakePool:

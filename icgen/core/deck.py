@@ -119,3 +119,34 @@ class Sweep:
 
     def command(self) -> str:
         return f"ac dec {self.points_per_decade} {format_spice(self.start_hz)} {format_spice(self.stop_hz)}"
+
+
+SUBCKT_PORTS = ("VINP", "VINN", "VOUT", "VDD", "VSS")
+"""The .subckt's pins in order: inputs, output, supplies (the template's GND is VSS inside it)."""
+
+
+def render_subckt(design: Design, tech: Technology, name: str = "icgen_opamp") -> str:
+    """The op-amp as a `.subckt NAME VINP VINN VOUT VDD VSS` for a designer's own flow: the devices on the
+    technology's model names, C0, R0, and VB1 as a DC source from VSS; no models, load or testbench (bring your own;
+    the design's input common mode VIN is given in a comment)."""
+    if not name.isidentifier():
+        raise ValueError(f"subcircuit name {name!r} is not an identifier")
+    values = design.to_dict()
+
+    def node(net: str) -> str:
+        return "VSS" if net == "GND" else net
+
+    lines = [f"* icgen two-stage Miller op-amp sized on {tech.name}: nmos {tech.nmos}, pmos {tech.pmos} "
+             f"(include their models yourself)",
+             f"* bias the inputs at VIN = {format_spice(design.VIN)} V common mode; VDD = {format_spice(tech.vdd_v)} V, "
+             f"load {format_spice(tech.cl_f)}F as sized",
+             f".subckt {name} {' '.join(SUBCKT_PORTS)}"]
+    for d in TEMPLATE:
+        model = tech.pmos if d.model == "pch" else tech.nmos
+        length = format_spice(values[d.length_key] / tech.length_unit_m)
+        width = format_spice(values[d.width_key] / tech.length_unit_m)
+        lines.append(f"{instance_name(d, tech).upper()} {node(d.drain)} {node(d.gate)} {node(d.source)} "
+                     f"{node(d.bulk)} {model} L={length} W={width}")
+    lines += [f"C0 net3 net4 {format_spice(design.C0)}", f"R0 net4 VOUT {format_spice(design.R0)}",
+              f"VB1 VB1 VSS DC {format_spice(design.VB1)}", f".ends {name}"]
+    return "\n".join(lines) + "\n"

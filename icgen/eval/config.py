@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
+from ..core.score import Relax
 from ..sizing.config import MAX_BUDGET
 
 METHOD_NAMES = ("nearest-neighbour", "retrieval", "random-search", "optuna-tpe", "retrieval-local", "loop", "model-greedy",
@@ -13,18 +14,8 @@ DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m != "model-loop")
 """What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target)."""
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a held-out design's metrics are relaxed to make its specs: dB, degrees, and a relative factor."""
-
-    gain_db: float = 1.0
-    """Gain bound = gain - this."""
-    pm_deg: float = 2.0
-    """Phase-margin bound = PM - this."""
-    gm_db: float = 1.0
-    """Gain-margin bound = GM - this (when positive)."""
-    relative: float = 0.10
-    """UGB and BW bounds at (1 - relative) x, the power bound at (1 + relative) x the design's values."""
+Tolerance = Relax
+"""How far a held-out design's metrics are relaxed to make its specs (icgen.core.score.Relax)."""
 
 
 @dataclass(frozen=True)

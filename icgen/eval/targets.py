@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..core.design import Metrics
 from ..core.errors import ConfigError, IcgenError
-from ..core.score import SpecError, Specs
+from ..core.score import SpecError, Specs, relaxed_specs
 from ..data.dataset import Dataset, metrics_of
-from .config import EvalConfig, Tolerance
+from .config import EvalConfig
 from .outcome import Target
 
 HAND_TARGETS: tuple[tuple[str, Specs], ...] = (
@@ -25,14 +24,6 @@ HAND_TARGETS: tuple[tuple[str, Specs], ...] = (
     ("gain30-pm60-p2u", Specs(gain_db=30, pm_deg=60, power_w=2e-6)),
     ("gain80-pm60-ugb5M", Specs(gain_db=80, pm_deg=60, ugb_hz=5e6)),
 )
-
-
-def relaxed_specs(metrics: Metrics, tol: Tolerance) -> Specs:
-    """Bounds a design meets by construction, relaxed by `tol`; GM only when the design has a positive one."""
-    gm = metrics.gm_db - tol.gm_db if metrics.gm_db is not None and metrics.gm_db - tol.gm_db > 0 else None
-    return Specs(gain_db=metrics.gain_db - tol.gain_db, ugb_hz=metrics.ugb_hz * (1 - tol.relative),
-                 pm_deg=max(metrics.pm_deg - tol.pm_deg, 0.1), gm_db=gm,
-                 bw3db_hz=metrics.bw3db_hz * (1 - tol.relative), power_w=metrics.power_w * (1 + tol.relative))
 
 
 def heldout_targets(data: Dataset, config: EvalConfig) -> list[Target]:

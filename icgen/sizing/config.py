@@ -4,15 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..core.errors import ConfigError
+from ..core.objective import DEFAULT_OBJECTIVE, Margin, objective
 
-STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local")
+STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local", "improve")
 """The loop's steps (icgen.sizing.loop.STEPS holds their functions)."""
 DEFAULT_STEPS = STEP_NAMES
 UGB_BENCHES = ("buffer_ac",)
 """Sign-off benches every candidate gets when a UGB is asked for (icgen.core.signoff's shelf rule)."""
 MAX_BUDGET = 100_000
 """The most simulations one sizing run may spend."""
-MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local")
+MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local", "improve")
 """The order before the surrogate steps existed: the model right after retrieval (`icgen size --model-first`)."""
 
 
@@ -55,6 +56,15 @@ class SizeConfig:
     """Margin a refinement step aims for on every spec, in shortfall units (0.15: 0.9 dB, 1.5 degrees, 0.15 dec)."""
     seed: int = 0
     """Seed for sampling and local search."""
+    objective: str = DEFAULT_OBJECTIVE
+    """What to optimise once the specs are met (icgen.core.objective.OBJECTIVES): min-power (the default), max-ugb,
+    max-fom, min-area; max-margin stops at the first design meeting the specs (the behaviour before objectives)."""
+    margin: Margin = Margin()
+    """How far inside every bound a design must stay to count as meeting the specs (not with max-margin)."""
+    improve_tolerance: float = 0.005
+    """The improve step stops after `improve_patience` rounds that lower the objective by less than this (decades:
+    0.005 is 1.2 %)."""
+    improve_patience: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.budget <= MAX_BUDGET:
@@ -67,6 +77,9 @@ class SizeConfig:
             raise ConfigError("{samples} and {retrieve} cannot be negative")
         if self.model_rounds < 1:
             raise ConfigError(f"{{model_rounds}} {self.model_rounds} is not a number of rounds; use 1 or more")
+        objective(self.objective)
+        if self.improve_tolerance < 0 or self.improve_patience < 1:
+            raise ConfigError("{improve_tolerance} must be >= 0 and {improve_patience} >= 1")
         unknown = [s for s in self.steps if s not in STEP_NAMES]
         if unknown or len(set(self.steps)) != len(self.steps):
             raise ConfigError(f"{{steps}}: {', '.join(unknown) or 'a step given twice'}; use each of "

@@ -11,10 +11,15 @@ The loop is a `SizingLoop`: a budget, the designs already simulated, the candida
 - model: the fine-tuned model's answers (a `Proposer`, which sees the best candidate so far), parsed, range-checked
   and simulated in parallel;
 - refine: Newton steps along a designer's directions (icgen.sizing.refine);
-- local: a local sweep with a shrinking radius.
+- local: a local sweep with a shrinking radius;
+- improve: once the specs are met, lower the objective (`SizeConfig.objective`, icgen.core.objective) under the
+  bounds: surrogate-guided constrained steps and local sweeps from the best feasible design, until a round no
+  longer improves it by `improve_tolerance` (`improve_patience` times) or the budget is spent.
 
-A step runs only while the specs are unmet, budget remains and the caller has not cancelled. Every candidate is
-simulated and scored; only a healthy working amplifier can meet specs.
+The steps before `improve` run only while the specs are unmet, budget remains and the caller has not cancelled.
+Every candidate is simulated and scored; only a healthy working amplifier can meet specs. With an objective other
+than max-margin, "meeting the specs" means clearing them by `SizeConfig.margin`, and feasible designs rank by
+the objective (any feasible design before any infeasible one).
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.design import Design, Metrics
+from ..core.objective import Objective, objective
 from ..core.sampling import Radius, local_sweep
-from ..core.score import SpecError, Specs, check_specs, healthy_result, rank_key
+from ..core.score import SpecError, Specs, check_specs, figures_of, healthy_result, rank_key
 from ..core.status import Status
 from ..core.tech import Technology, load_technology
 from ..data.dataset import design_of, metrics_of
@@ -63,6 +69,12 @@ class SizeResult:
     model_texts: list[str] = field(default_factory=list)
     invalid_model_answers: int = 0
     cancelled: bool = False
+    objective: str = "max-margin"
+    """The objective the run optimised once the specs were met."""
+    target_specs: Specs | None = None
+    """The specs candidates had to clear: `specs` moved inward by the margin (the same as `specs` for max-margin)."""
+    first_met_at: int | None = None
+    """Simulations spent when the specs were first met (None: never)."""
 
     @property
     def met(self) -> bool:
@@ -90,6 +102,17 @@ def default_rank(result: SimResult, specs: Specs) -> tuple:
 
 Score = Callable[[SimResult, Specs], tuple]
 """A ranking of one simulated result against the specs, best first; element 0 is the shortfall (0: met)."""
+
+
+def objective_rank(goal: Objective) -> Score:
+    """Sort key for an objective: shortfall first (so any feasible design ranks before any infeasible one), then
+    among feasible designs the objective's value (lower first), then default_rank's tie-breaks."""
+    def rank(result: SimResult, specs: Specs) -> tuple:
+        short, weak, worst, power = default_rank(result, specs)
+        value = goal.value(figures_of(result)) if short == 0.0 else 0.0
+        return short, value if not math.isnan(value) else math.inf, weak, worst, power
+
+    return rank
 
 
 @dataclass(frozen=True)
@@ -147,20 +170,25 @@ class SizingLoop:
                  testbench: str = "feedback", score: Score = default_rank,
                  progress: Callable[[Progress], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> None:
+        self.goal = objective(config.objective)
+        self.user_specs = specs
+        specs = config.margin.tighten(specs) if self.goal.improves else specs  # what a feasible design must clear
         self.specs, self.tech, self.config, self.pool = specs, tech, config, pool
         self.table, self.proposer, self.load_surrogate = table, proposer, load_surrogate
+        if score is default_rank and self.goal.improves:
+            score = objective_rank(self.goal)
         self.score, self.progress, self.cancel = score, progress, cancel
         # each candidate gets the sign-off benches its specs need; a UGB spec is checked against the buffer too: a
         # zero shelf (UGB far above the buffer's bandwidth) is a health flag
         self.sim_config = SimConfig(tech=tech, testbench=testbench, benches=specs.benches(),
-                                    estimates=specs.needs_estimates())
+                                    estimates=specs.needs_estimates() or self.goal.needs_estimates)
         if specs.vin_v is not None and not tech.bounds["VIN"][0] <= specs.vin_v <= tech.bounds["VIN"][1]:
             low, high = tech.bounds["VIN"]
             raise SpecError(f"{{vin_v}} {specs.vin_v:g} V is outside {tech.name}'s VIN range {low:g} to {high:g} V")
-        self.result = SizeResult(specs=specs, best=None)
+        self.result = SizeResult(specs=self.user_specs, best=None, objective=self.goal.name, target_specs=specs)
         self.seen: set[tuple] = set()
         self.step = ""
-        self.ranked_rows = rank_rows(table, specs) if table is not None and len(table) else None
+        self.ranked_rows = rank_rows(table, specs, self.goal) if table is not None and len(table) else None
         self.reference = metrics_of(self.ranked_rows.iloc[0]) \
             if self.ranked_rows is not None and len(self.ranked_rows) else None
 
@@ -212,6 +240,8 @@ class SizingLoop:
         self.result.simulations += len(fresh)
         ranked = sorted(self.result.candidates, key=self.rank)
         self.result.best = ranked[0] if ranked else None
+        if self.result.met and self.result.first_met_at is None:
+            self.result.first_met_at = self.result.simulations
         if self.progress and fresh:
             best = self.result.best
             self.progress(Progress(source, self.result.simulations, self.config.budget,
@@ -222,8 +252,10 @@ class SizingLoop:
     def run(self) -> SizeResult:
         start = time.perf_counter()
         for name in self.config.steps:
-            if self.done:
+            if self.left <= 0 or self.cancelled:
                 break
+            if self.result.met != (name == "improve"):  # satisfy steps until met, then only the improve step
+                continue
             self.step = name
             STEPS[name](self)
         self.result.cancelled = self.cancelled and not self.result.met
@@ -338,9 +370,53 @@ def local_step(loop: SizingLoop) -> None:
         round_index += 1
 
 
+def improve_step(loop: SizingLoop) -> None:
+    """Once the specs are met: lower the objective under the bounds. Each round simulates one surrogate-guided step
+    (the objective minimised with every predicted margin kept, when the surrogate predicts the objective) and a local
+    sweep around the best feasible design; a round that lowers the objective by less than `improve_tolerance`
+    shrinks the radius and counts towards `improve_patience`."""
+    config, goal = loop.config, loop.goal
+    if not goal.improves or not loop.result.met:
+        return
+    surrogate = loop.load_surrogate() if loop.load_surrogate is not None else None
+    rng = np.random.default_rng(config.seed + 1)
+    stalls, round_index = 0, 0
+    while loop.left > 0 and not loop.cancelled and stalls < config.improve_patience:
+        best = loop.best
+        before = goal.value(figures_of(best.result))
+        designs = []
+        core = loop.specs.core_specs()
+        if surrogate is not None and core is not None and goal.name in OBJECTIVE_STEPS:
+            from .surrogate import objective_step, predicted_margins
+
+            offset = margin_vector(best.result, core) - predicted_margins(surrogate, [best.result.design], core)[0]
+            offset = np.where(np.isnan(offset), 0.0, np.clip(offset, -1.0, 1.0))
+            designs.append(objective_step(surrogate, best.result.design, offset, core, loop.tech,
+                                          config.surrogate_radius * 0.5 ** round_index, goal.name,
+                                          target=config.step_margin))
+        shrink = 0.6 ** round_index
+        radius = Radius(relative=max(config.radius * shrink, 0.01), volts=max(config.radius_v * shrink, 0.002))
+        designs += local_sweep(best.result.design, loop.tech, config.local_batch, int(rng.integers(1 << 30)), radius)
+        spent = loop.result.simulations
+        loop.simulate(designs, "improve")
+        if loop.result.simulations == spent:
+            break
+        after = goal.value(figures_of(loop.best.result))
+        if not before - after >= config.improve_tolerance:
+            stalls += 1
+            round_index += 1
+        else:
+            stalls = 0
+
+
+OBJECTIVE_STEPS = ("min-power", "max-ugb", "max-fom")
+"""Objectives the surrogate predicts (from power and UGB), so the improve step can aim a step at them."""
+
+
 STEPS: dict[str, Callable[[SizingLoop], None]] = {
     "retrieval": retrieval_step, "surrogate": surrogate_step, "model": model_step, "refine": refine_step,
     "local": local_step,
+    "improve": improve_step,
 }
 """Step name -> step function; a new step is one function here and its name in config.STEP_NAMES."""
 if tuple(STEPS) != STEP_NAMES:  # pragma: no cover - a step added in one place only

@@ -7,14 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.objective import Objective
 from ..core.score import Specs, table_rank
 
 VIN_WINDOW_V = 0.05
 """With `--vin`, retrieval searches the training designs whose VIN lies within 50 mV of it."""
 
 
-def rank_rows(table: pd.DataFrame, specs: Specs) -> pd.DataFrame:
-    """Working rows ordered by how well their recorded metrics meet the specs (best first)."""
+def rank_rows(table: pd.DataFrame, specs: Specs, goal: Objective | None = None) -> pd.DataFrame:
+    """Working rows ordered by how well their recorded metrics meet the specs (best first); with an objective that
+    improves, the rows meeting every spec come first ordered by the objective (lowest power first for min-power)."""
     work = table[table["working"]]
     if specs.vin_v is not None:  # a fixed VIN: designs biased near it first (each is simulated at the fixed VIN)
         near = work[(work["VIN"] - specs.vin_v).abs() <= VIN_WINDOW_V]
@@ -22,4 +24,10 @@ def rank_rows(table: pd.DataFrame, specs: Specs) -> pd.DataFrame:
     short, worst, power = table_rank(work, specs)
     regions = [c for c in work.columns if c.endswith("_region")]
     weak = (work[regions] != "saturation").any(axis=1).to_numpy() if regions else np.zeros(len(work), dtype=bool)
+    if goal is not None and goal.improves:
+        names = list(work.columns)
+        value = np.array([goal.value({k: (None if pd.isna(v) else v) for k, v in zip(names, row)})
+                          for row in work.itertuples(index=False)]) if len(work) else np.zeros(0)
+        value = np.where(short == 0.0, np.nan_to_num(value, nan=np.inf), 0.0)
+        return work.iloc[np.lexsort((power, worst, weak, value, short))]
     return work.iloc[np.lexsort((power, worst, weak, short))]  # among equals, strong inversion first

@@ -139,13 +139,12 @@ def predicted_margins(surrogate: Surrogate, designs: list[Design], specs: Specs)
     return (surrogate.predict(design_features(designs))[:, columns] - targets) * signs
 
 
-def surrogate_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, specs: Specs, tech: Technology,
-                   radius: float, target: float = 0.15, iterations: int = 150) -> Design:
-    """The design within `radius` (log units for sizes, radius/10 volts) of `centre` that the offset-corrected
-    surrogate says lifts every given margin to `target`, with the least movement."""
+def _trust_region_search(surrogate: Surrogate, centre: Design, tech: Technology, radius: float, loss_of,
+                         iterations: int) -> Design:
+    """Adam on the design within `radius` (log units for sizes, radius/10 volts) of `centre`, inside the bounds,
+    minimising `loss_of(predicted outputs, delta / reach)`; the result rounded as a designer writes it."""
     import torch
 
-    columns, targets, signs = _spec_vector(specs)
     x0 = torch.tensor(design_features([centre])[0], dtype=torch.float32)
     log_mask = torch.tensor([VARIABLE_BY_KEY[k].log_scale for k in DESIGN_KEYS])
     reach = torch.where(log_mask, torch.tensor(radius), torch.tensor(radius / 10))
@@ -154,15 +153,11 @@ def surrogate_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, spe
     highs = torch.tensor([math.log(tech.bounds[k][1]) if VARIABLE_BY_KEY[k].log_scale else tech.bounds[k][1]
                           for k in DESIGN_KEYS], dtype=torch.float32)
     lo, hi = torch.maximum(x0 - reach, lows), torch.minimum(x0 + reach, highs)
-    off = torch.tensor(np.nan_to_num(offset), dtype=torch.float32)
-    tgt, sgn = torch.tensor(targets, dtype=torch.float32), torch.tensor(signs, dtype=torch.float32)
     delta = torch.zeros_like(x0, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=0.02)
     for _ in range(iterations):
         x = torch.clamp(x0 + delta, lo, hi)
-        margins = (surrogate.predict_torch(x[None])[0, columns] - tgt) * sgn + off
-        gap = torch.clamp(target - margins, min=0.0)
-        loss = (gap ** 2).sum() + 1e-3 * ((delta / reach) ** 2).sum()
+        loss = loss_of(surrogate.predict_torch(x[None])[0], delta / reach)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -173,6 +168,46 @@ def surrogate_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, spe
         low, high = tech.bounds[key]
         values[key] = min(max(quantize(key, raw), low), high)
     return Design(**values)
+
+
+def _margin_gap(specs: Specs, offset: np.ndarray, target: float):
+    """A function of predicted outputs: how far each offset-corrected predicted margin stays below `target`."""
+    import torch
+
+    columns, targets, signs = _spec_vector(specs)
+    off = torch.tensor(np.nan_to_num(offset), dtype=torch.float32)
+    tgt, sgn = torch.tensor(targets, dtype=torch.float32), torch.tensor(signs, dtype=torch.float32)
+    return lambda outputs: torch.clamp(target - ((outputs[columns] - tgt) * sgn + off), min=0.0)
+
+
+def surrogate_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, specs: Specs, tech: Technology,
+                   radius: float, target: float = 0.15, iterations: int = 150) -> Design:
+    """The design within `radius` (log units for sizes, radius/10 volts) of `centre` that the offset-corrected
+    surrogate says lifts every given margin to `target`, with the least movement."""
+    gap = _margin_gap(specs, offset, target)
+    return _trust_region_search(surrogate, centre, tech, radius,
+                                lambda out, moved: (gap(out) ** 2).sum() + 1e-3 * (moved ** 2).sum(), iterations)
+
+
+OBJECTIVE_OUTPUTS = {"min-power": ((OUTPUTS.index("power_w"), 1.0),),
+                     "max-ugb": ((OUTPUTS.index("ugb_hz"), -1.0),),
+                     "max-fom": ((OUTPUTS.index("ugb_hz"), -1.0), (OUTPUTS.index("power_w"), 1.0))}
+"""The surrogate outputs (decades) each objective is a signed sum of."""
+
+
+def objective_step(surrogate: Surrogate, centre: Design, offset: np.ndarray, specs: Specs, tech: Technology,
+                   radius: float, objective_name: str, target: float = 0.15, iterations: int = 150,
+                   penalty: float = 30.0) -> Design:
+    """The design within `radius` of `centre` that the offset-corrected surrogate says lowers the objective most
+    while every given margin stays at `target` or more (a quadratic penalty on each shortfall)."""
+    gap = _margin_gap(specs, offset, target)
+    terms = OBJECTIVE_OUTPUTS[objective_name]
+
+    def loss(out, moved):
+        value = sum(sign * out[i] for i, sign in terms)
+        return value + penalty * (gap(out) ** 2).sum() + 1e-3 * (moved ** 2).sum()
+
+    return _trust_region_search(surrogate, centre, tech, radius, loss, iterations)
 
 
 def rows_fingerprint(rows: pd.DataFrame) -> str:
