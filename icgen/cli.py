@@ -26,7 +26,7 @@ from .core.objective import OBJECTIVE_NAMES, parse_margin
 from .core.parse import MAX_ANSWER_BYTES, ParsedAnswer, Problem, parse_design_text, read_design_file
 from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
-from .core.score import SPEC_HELP, SPEC_KINDS, format_spec
+from .core.score import SPEC_HELP, SPEC_KINDS, format_margin, format_spec
 from .core.tech import DEFAULT_TECH, builtin_names, load_technology
 from .core.units import UnitError, format_si, parse_quantity
 from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
@@ -626,6 +626,10 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
 @click.option("--methods", default=",".join(EvalConfig.methods), show_default=True)
 @click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
+@click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=EvalConfig.objective, show_default=True,
+              help="What the loop-based methods optimise once a target is met; adds each method's objective against "
+                   "the best known to the report.")
+@click.option("--drop", default="", help="Bounds left out of the held-out targets, e.g. power (Pareto-edge targets).")
 @click.option("--targets", "targets_file", default=EvalConfig.targets, metavar="FILE.jsonl",
               help='Your own targets too: one JSON object a line in SI units, e.g. {"name": "a", "gain_db": 50, '
                    '"pm_deg": 60, "power_w": 2e-5} (add --n 0 --no-hand for yours only).')
@@ -637,8 +641,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, targets_file, model_dir, data_dir, tech,
-                 seed, out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, objective, drop, targets_file, model_dir,
+                 data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -646,9 +650,12 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
     """
     from tqdm import tqdm
 
+    from .core.score import SPEC_KEY_BY_NAME
     from .eval.run import EvalRun, evaluate
 
+    dropped = tuple(SPEC_KEY_BY_NAME.get(d.strip(), d.strip()) for d in drop.split(",") if d.strip())
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
+                        objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
                         targets=targets_file)
     try:
@@ -757,7 +764,7 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 @click.option("--seed", type=int, default=SizeConfig.seed, show_default=True)
 @click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=SizeConfig.objective, show_default=True,
               help="What to optimise once the specs are met; max-margin stops at the first design that meets them.")
-@click.option("--margin", "margin_text", default="0.5dB,1deg,2%", show_default=True,
+@click.option("--margin", "margin_text", default=SizeConfig.margin.text(), show_default=True,
               help="How far inside every bound a reported design stays (dB, degrees, % for the rest); 0 for none.")
 @click.option("--pareto", "pareto_n", type=int, default=0,
               help="Also print the N best trade-offs found (objective against worst margin) and plot them.")
@@ -765,8 +772,10 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
               help="Where --pareto writes its plot.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
+@click.option("--subckt", "subckt_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the design as a .subckt (VINP VINN VOUT VDD VSS) for your own flow.")
 def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, objective, margin_text, pareto_n,
-                 pareto_plot, as_json, plot_path, **spec_texts) -> None:
+                 pareto_plot, as_json, plot_path, subckt_path, **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     from .core.score import specs_from_options
     from .sizing.config import MODEL_FIRST_STEPS
@@ -797,6 +806,11 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
 
         plot_bode(best.result, plot_path, title="icgen size: best design")
     answer = render_answer(best.result.design)
+    if subckt_path:
+        from .core.deck import render_subckt
+
+        Path(subckt_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(subckt_path).write_text(render_subckt(best.result.design, technology))
     from .sim.simulate import simulate as run_simulation
 
     signed = run_simulation(best.result.design, technology, signoff=True).signoff  # one more run: the sign-off benches
@@ -812,8 +826,7 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
     for row in spec_table(result):
         kind = SPEC_KINDS[row["spec"]]
-        margin = "—" if row["margin"] is None else (f"{row['margin']:+.2f} dec" if kind.log
-                                                    else f"{row['margin']:+.{2 if kind.unit == 'V' else 1}f}")
+        margin = format_margin(kind.key, row["margin"])
         click.echo(f"{kind.label:<22} {kind.bound_sign + format_spec(kind.key, row['target']):>12} "
                    f"{format_spec(kind.key, row['achieved']):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
     click.echo("\n" + _health_table(best.result.health))

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-packages=(ngspice libngspice0 libngspice0-dev libjemalloc2 strace)  # strace: a test checks which init files ngspice reads
+packages=(ngspice libngspice0 libngspice0-dev libjemalloc2 strace  # strace: a test checks which init files ngspice reads
+          chromium chromium-driver)  # the browser test of icgen serve (Selenium drives Debian's chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -16,6 +16,8 @@ LAYERS = ("core", "sim", "data", "llm", "sizing", "eval")
 """Bottom to top: a stage may import its own package and the ones before it."""
 SHELL = ("cli", "__init__", "__main__")
 """Above every stage: the command line and the public API."""
+SHELL_PACKAGES = ("web",)
+"""Shell packages beside the CLI, above every stage: the web page (`icgen serve`) may import any stage, none imports it."""
 
 
 def _module_name(path: Path) -> str:
@@ -122,7 +124,8 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_every_stage_module_lives_in_a_stage_package():
-    loose = [m for m in MODULES if _layer(m) == "shell" and m.split(".")[-1] not in SHELL and m != "icgen"]
+    loose = [m for m in MODULES if _layer(m) == "shell" and m.split(".")[-1] not in SHELL and m != "icgen"
+             and m.split(".")[1] not in SHELL_PACKAGES]
     assert not loose, f"modules outside the stage packages: {loose}"
 
 
@@ -155,7 +158,8 @@ def test_starting_the_cli_loads_no_heavy_library():
     """`icgen --help` and `icgen tech list` must not pay for pandas, scipy, torch or the simulator."""
     probe = "import sys, icgen.cli; print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
-    heavy = {"pandas", "pyarrow", "scipy", "torch", "transformers", "sklearn", "PySpice", "matplotlib", "numpy"}
+    heavy = {"pandas", "pyarrow", "scipy", "torch", "transformers", "sklearn", "PySpice", "matplotlib", "numpy",
+             "fastapi", "starlette", "uvicorn", "pydantic"}
     assert not heavy & set(loaded), sorted(heavy & set(loaded))
 
 
@@ -170,10 +174,11 @@ def test_the_checks_catch_an_upward_import_and_a_function_level_cycle(tmp_path):
     (tmp_path / "b.py").write_text("def f():\n    from .c import g\n")
     (tmp_path / "c.py").write_text("from .b import f\n")
     (tmp_path / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..eval.run import x\n")
-    fake = {f"icgen.core.{n}": tmp_path / f"{n}.py" for n in "abcd"}
+    (tmp_path / "e.py").write_text("from ..web.app import create_app\n")
+    fake = {f"icgen.core.{n}": tmp_path / f"{n}.py" for n in "abcde"}
     fake["icgen.sizing.loop"] = PACKAGE / "sizing" / "loop.py"
     assert upward_imports({k: v for k, v in fake.items() if k != "icgen.sizing.loop"}) == \
-        ["icgen.core.a:1 imports icgen.sizing.loop (sizing is above core)"]
+        ["icgen.core.a:1 imports icgen.sizing.loop (sizing is above core)", "icgen.core.e:1 imports icgen.web.app"]
     assert ["icgen.core.b", "icgen.core.c", "icgen.core.b"] in find_cycles(internal_edges(fake))
 
 
@@ -183,3 +188,14 @@ def test_ruff_is_clean():
         pytest.fail("ruff is not installed; it is part of the test extra (pip install -e '.[test]')")
     result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_web_package_sits_in_the_shell_and_the_cli_imports_it_only_inside_serve():
+    web = [m for m in MODULES if m.startswith("icgen.web.")]
+    assert "icgen.web.app" in web and all(_layer(m) == "shell" for m in web)
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not [n for n in top_level if "web" in (getattr(n, "module", "") or "")]
+    serve = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "serve_command")
+    inside = {n.module for n in ast.walk(serve) if isinstance(n, ast.ImportFrom)}
+    assert {"web.config", "web.server"} <= inside

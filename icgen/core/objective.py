@@ -85,6 +85,10 @@ class Margin:
             raise ConfigError("{margin}: use dB in [0, 20), degrees in [0, 30) and a relative part in [0, 1), e.g. "
                               "0.5dB,1deg,2%")
 
+    def text(self) -> str:
+        """As `parse_margin` reads it: 0.5dB,1deg,2%."""
+        return f"{self.db:g}dB,{self.deg:g}deg,{100 * self.relative:g}%"
+
     def tighten(self, specs):
         """The specs a feasible design must clear (the user's specs moved inward by this margin)."""
         from .score import SPEC_KINDS

@@ -273,6 +273,14 @@ def format_spec(key: str, value: float | None) -> str:
     return format_si(value, "V/√Hz" if unit == "V/rtHz" else unit)
 
 
+def format_margin(key: str, margin: float | None) -> str:
+    """A spec's margin for people: decades for the log specs, else dB, degrees or volts ('—' when unmeasured)."""
+    if margin is None:
+        return "—"
+    kind = SPEC_KINDS[key]
+    return f"{margin:+.2f} dec" if kind.log else f"{margin:+.{2 if kind.unit == 'V' else 1}f}"
+
+
 SPEC_HELP = {
     "gain_db": "DC gain lower bound: 38dB or 38.",
     "ugb_hz": "Unity-gain bandwidth lower bound: 10MHz or 10e6 (holds only if the buffer's bandwidth agrees).",

@@ -4,14 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
-from ..core.score import Relax
+from ..core.objective import objective
+from ..core.score import SPEC_KEYS, Relax
 from ..sizing.config import MAX_BUDGET
 
-METHOD_NAMES = ("nearest-neighbour", "retrieval", "random-search", "optuna-tpe", "retrieval-local", "loop", "model-greedy",
-                "model-best-of-n", "model-loop")
+METHOD_NAMES = ("nearest-neighbour", "retrieval", "random-search", "optuna-tpe", "optuna-constrained", "retrieval-local",
+                "loop", "model-greedy", "model-best-of-n", "model-loop")
 """The eval's methods (icgen.eval.methods.REGISTRY holds them), in report order."""
-DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m != "model-loop")
-"""What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target)."""
+DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m not in ("model-loop", "optuna-constrained"))
+"""What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target) and
+optuna-constrained (the baseline of `--objective`)."""
 
 
 Tolerance = Relax
@@ -42,10 +44,20 @@ class EvalConfig:
     """Add the hand-written targets."""
     generate_batch: int = 16
     """Prompts per batched generate for the model-only methods."""
+    objective: str = "max-margin"
+    """What the loop-based methods optimise once a target is met (icgen.core.objective): max-margin (stop at the
+    first design meeting it, the eval's rule before objectives), or min-power etc., which adds each method's
+    objective against the best known design to the report."""
+    drop: tuple[str, ...] = ()
+    """Spec keys left out of the held-out targets (e.g. ("power_w",) for Pareto-edge targets with min-power)."""
     targets: str | None = None
     """A JSONL file of your own targets (one Specs object in SI units per line, optional "name"); kind "file"."""
 
     def __post_init__(self) -> None:
+        objective(self.objective)
+        bad = [k for k in self.drop if k not in SPEC_KEYS]
+        if bad:
+            raise ConfigError(f"{{drop}}: {bad[0]!r} is not an open-loop spec; use {', '.join(SPEC_KEYS)}")
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         if unknown:
             raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")

@@ -27,13 +27,24 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
 from ..core.measure import V1_HEALTH, regrade
+from ..core.objective import Objective, objective
 from ..core.sampling import random_designs
-from ..core.score import Specs, healthy_result, metric_units, rank_key, result_shortfall, shortfall
+from ..core.score import (
+    SPEC_KINDS,
+    Specs,
+    check_specs,
+    figures_of,
+    healthy_result,
+    metric_units,
+    rank_key,
+    result_shortfall,
+    shortfall,
+)
 from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult
-from ..sizing.loop import UGB_BENCHES, SizeConfig, SizeResult, size
+from ..sizing.loop import UGB_BENCHES, SizeConfig, SizeResult, objective_rank, size
 from ..sizing.retrieval import rank_rows
 from .config import METHOD_NAMES
 from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
@@ -52,6 +63,8 @@ class Context:
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         self.proposer = proposer
         """An icgen.sizing.loop.Proposer the model-loop asks instead of the model (None: the model)."""
+        self.goal = objective(config.objective)
+        """What the loop-based methods optimise once a target's specs are met; every outcome records its value."""
         self.sim_config = SimConfig(tech=tech, benches=UGB_BENCHES)  # every method's UGB checked alike
         self.working = train[train["working"]].reset_index(drop=True)
         self.features = _features(self.working)
@@ -92,14 +105,17 @@ def winning_source(result: SizeResult) -> str:
     return best.source
 
 
-def _best(results: list[SimResult], specs: Specs) -> SimResult | None:
-    ranked = sorted(results, key=lambda r: rank_key(r if r.metrics else None, specs, r.status, healthy_result(r)))
+def _best(results: list[SimResult], specs: Specs, goal: Objective | None = None) -> SimResult | None:
+    """The best result: by objective among those meeting the specs when `goal` improves, else by margin."""
+    key = objective_rank(goal) if goal is not None and goal.improves else \
+        (lambda r, s: rank_key(r if r.metrics else None, s, r.status, healthy_result(r)))
+    ranked = sorted(results, key=lambda r: key(r, specs))
     return ranked[0] if ranked else None
 
 
 def _outcome(method: str, target: Target, results: list[SimResult], seconds: float, proposals: int, valid: int,
-             source: str = "") -> Outcome:
-    best = _best(results, target.specs)
+             source: str = "", goal: Objective | None = None) -> Outcome:
+    best = _best(results, target.specs, goal)
     short = result_shortfall(best, target.specs) if best else None
     metrics = best.metrics if best else None
     return Outcome(method=method, target=target.name, kind=target.kind, met=short == 0.0, shortfall=short,
@@ -107,7 +123,15 @@ def _outcome(method: str, target: Target, results: list[SimResult], seconds: flo
                    working=sum(r.status == Status.OK and healthy_result(r) for r in results), source=source,
                    met_v1=any(met_v1(r, target.specs) for r in results),
                    metrics=metrics.to_dict() if metrics else None, design=best.design.to_dict() if best else None,
-                   errors=metric_errors(metrics, target.reference), specs=target.specs.given())
+                   errors=metric_errors(metrics, target.reference), specs=target.specs.given(),
+                   objective_value=_value(best, goal) if short == 0.0 else None)
+
+
+def _value(result: SimResult | None, goal: Objective | None) -> float | None:
+    if result is None or goal is None or not goal.improves:
+        return None
+    value = goal.value(figures_of(result))
+    return None if math.isnan(value) else value
 
 
 def met_v1(result: SimResult, specs: Specs) -> bool:
@@ -138,7 +162,7 @@ def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
     index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(known)
     row = ctx.working.iloc[int(index.kneighbors(point[use][None], return_distance=False)[0, 0])]
     results = ctx.simulate([design_of(row)], target.specs)
-    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1,
+    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1, goal=ctx.goal,
                     source="nearest-neighbour")
 
 
@@ -151,6 +175,7 @@ def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Ou
         results += ctx.simulate(pending[:batch], target.specs)
         pending = pending[batch:]
     return _outcome("random-search", target, results, time.perf_counter() - start, len(results), len(results),
+                    goal=ctx.goal,
                     source="random-search" if results else "")
 
 
@@ -172,7 +197,37 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
         if _met(result, target.specs):
             break
     return _outcome("optuna-tpe", target, results, time.perf_counter() - start, len(results), len(results),
+                    goal=ctx.goal,
                     source="optuna-tpe" if results else "")
+
+
+def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
+    """Optuna's TPE with constraints (`constraints_func`): minimise the objective (min-power unless the eval says
+    otherwise; max-margin falls back to min-power) subject to every spec's margin and a healthy working amplifier,
+    under the same budget. The constrained optimiser a user would pick instead of icgen."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    goal = ctx.goal if ctx.goal.improves else objective("min-power")
+    start = time.perf_counter()
+    sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=lambda trial: trial.user_attrs["violations"])
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    results: list[SimResult] = []
+    for _ in range(ctx.config.budget):
+        trial = study.ask()
+        values = {k: trial.suggest_float(k, *ctx.tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale)
+                  for k in DESIGN_KEYS}
+        result = ctx.simulate([Design(**values)], target.specs)[0]
+        results.append(result)
+        working = result.status == Status.OK and healthy_result(result)
+        checks = check_specs(result if result.metrics else None, target.specs)
+        violations = [0.0 if c.met else (1.0 if c.margin is None else -c.margin / SPEC_KINDS[c.key].scale)
+                      for c in checks] + [0.0 if working else 1.0]
+        trial.set_user_attr("violations", violations)
+        value = goal.value(figures_of(result)) if result.metrics else math.nan
+        study.tell(trial, value if not math.isnan(value) else 10.0)
+    return _outcome("optuna-constrained", target, results, time.perf_counter() - start, len(results), len(results),
+                    source="optuna-constrained" if results else "", goal=goal)
 
 
 def _sized(method: str, target: Target, ctx: Context, config: SizeConfig) -> Outcome:
@@ -181,24 +236,28 @@ def _sized(method: str, target: Target, ctx: Context, config: SizeConfig) -> Out
                   tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate, proposer=ctx.proposer)
     results = [c.result for c in result.candidates]
     proposals = len(results) + result.invalid_model_answers
-    return _outcome(method, target, results, result.seconds, proposals, len(results), source=winning_source(result))
+    return _outcome(method, target, results, result.seconds, proposals, len(results), source=winning_source(result),
+                    goal=ctx.goal)
 
 
 def loop(target: Target, ctx: Context, seed: int) -> Outcome:
     """The full `icgen size` loop with the eval's budget and samples (model already loaded)."""
-    config = SizeConfig(samples=SizeConfig.samples if ctx.has_model else 0, budget=ctx.config.budget, seed=seed)
+    config = SizeConfig(samples=SizeConfig.samples if ctx.has_model else 0, budget=ctx.config.budget, seed=seed,
+                        objective=ctx.config.objective)
     return _sized("loop", target, ctx, config)
 
 
 def retrieval(target: Target, ctx: Context, seed: int) -> Outcome:
     """The loop's top-ranked training design (`rank_rows`, first row), simulated once as the loop simulates it."""
-    config = SizeConfig(steps=("retrieval",), retrieve=1, samples=0, budget=ctx.config.budget, seed=seed)
+    config = SizeConfig(steps=("retrieval",), retrieve=1, samples=0, budget=ctx.config.budget, seed=seed,
+                        objective=ctx.config.objective)
     return _sized("retrieval", target, ctx, config)
 
 
 def retrieval_local(target: Target, ctx: Context, seed: int) -> Outcome:
     """The loop's retrieval, then its random local search around the best design, under the eval's budget."""
-    config = SizeConfig(steps=("retrieval", "local"), samples=0, budget=ctx.config.budget, seed=seed)
+    config = SizeConfig(steps=("retrieval", "local"), samples=0, budget=ctx.config.budget, seed=seed,
+                        objective=ctx.config.objective)
     return _sized("retrieval-local", target, ctx, config)
 
 
@@ -206,7 +265,8 @@ def model_loop(target: Target, ctx: Context, seed: int) -> Outcome:
     """The loop's retrieval, then only the model (one answer a round, shown the best so far) until the budget is
     spent or a round brings nothing new; no surrogate, no refinement, no local search."""
     budget = ctx.config.budget
-    config = SizeConfig(steps=("retrieval", "model"), samples=1, model_rounds=budget, budget=budget, seed=seed)
+    config = SizeConfig(steps=("retrieval", "model"), samples=1, model_rounds=budget, budget=budget, seed=seed,
+                        objective=ctx.config.objective)
     return _sized("model-loop", target, ctx, config)
 
 
@@ -241,7 +301,8 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
         best = _best(results, target.specs)
         source = "" if best is None else \
             "retrieval" if retrieved[i] is not None and same_design(best.design, retrieved[i]) else "model"
-        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source=source))
+        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source=source,
+                                 goal=ctx.goal))
     return outcomes
 
 
@@ -261,6 +322,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("retrieval", run=retrieval),
     Method("random-search", run=random_search),
     Method("optuna-tpe", run=optuna_tpe),
+    Method("optuna-constrained", run=optuna_constrained),
     Method("retrieval-local", run=retrieval_local),
     Method("loop", run=loop),
     Method("model-greedy", batch=lambda targets, ctx, seed: model_only(targets, ctx, 1, seed), needs_model=True),

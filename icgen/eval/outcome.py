@@ -38,6 +38,9 @@ class Outcome:
     working: int
     """Simulated proposals that are healthy working amplifiers."""
     source: str = ""
+    objective_value: float | None = None
+    """The eval's objective (decades, lower is better) of the best design when it met the target; None otherwise or
+    with max-margin."""
     met_v1: bool | None = None
     """Whether any of its simulated designs meets the specs under v1's definitions (the v1 health rule; the open-loop
     UGB without the buffer check): the same run judged the old way. None in runs made before it was recorded."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.io import git_sha
+from ..core.objective import objective
 from ..core.tech import Technology
 from ..data.dataset import Dataset
 from ..sim.backends import ngspice_version
@@ -102,6 +103,12 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
                   "surrogate": surrogate_provenance(data, config.split_kind),
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
                   "engine": engine, "sessions": sessions}
-    report = write_report(outcomes, config, run.folder, provenance)
+    dataset_best = None
+    goal = objective(config.objective)
+    if goal.improves:  # the best training design meeting each target, by its recorded figures: the objective's yardstick
+        from ..sizing.tradeoffs import best_known
+
+        dataset_best = {t.name: best_known(train, t.specs, goal) for t in targets}
+    report = write_report(outcomes, config, run.folder, provenance, dataset_best=dataset_best)
     card = update_model_card(model_dir, outcomes, config, report) if update_card and model_dir is not None else None
     return {"report": report, "card": card, "outcomes": outcomes}

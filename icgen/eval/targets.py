@@ -37,8 +37,10 @@ def heldout_targets(data: Dataset, config: EvalConfig) -> list[Target]:
     for _, row in rows.iterrows():
         metrics = metrics_of(row)
         try:
-            targets.append(Target(f"{config.split}-{int(row['index'])}", "heldout",
-                                  relaxed_specs(metrics, config.tolerance), metrics))
+            specs = relaxed_specs(metrics, config.tolerance)
+            if config.drop:
+                specs = Specs.from_dict({k: v for k, v in specs.to_dict().items() if k not in config.drop})
+            targets.append(Target(f"{config.split}-{int(row['index'])}", "heldout", specs, metrics))
         except SpecError:  # a metric outside what a user could ask for: not a target
             continue
     return targets

@@ -220,6 +220,9 @@ def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology]
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI could not read the body (a form or a bad encoding, say)
+            return error(422, "the body could not be read; send a JSON object with Content-Type: application/json",
+                         "body")
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -237,8 +240,8 @@ def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology]
     def job_or_404(job_id: str):
         job = manager.get(job_id)
         if job is None:
-            raise StarletteHTTPException(404, f"no job {job_id}: it never existed, or its server lost it before it "
-                                              f"finished (finished jobs are kept in {config.results})")
+            raise StarletteHTTPException(404, f"no job {job_id}: it never existed, or the server stopped before it "
+                                              f"finished (only finished jobs are kept)")
         return job
 
     def finished_result(job_id: str) -> dict:

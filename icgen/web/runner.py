@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.deck import render_answer
 from ..core.io import git_sha
 from ..core.measure import bode
-from ..core.score import SPEC_KINDS, format_spec, specs_from_options
+from ..core.score import SPEC_KINDS, format_margin, format_spec, specs_from_options
 from ..core.tech import Technology
 from ..sizing.config import SizeConfig
 from ..sizing.loop import SizeResult, size, spec_table
@@ -24,14 +24,6 @@ from ..sizing.resources import SizingResources
 
 MAX_MODEL_TEXTS = 8
 """Raw model answers kept in a record (shown escaped on the page)."""
-
-
-def format_margin(key: str, margin: float | None) -> str:
-    """A spec margin as the CLI prints it: decades for the log specs, else dB, degrees or volts."""
-    if margin is None:
-        return "—"
-    kind = SPEC_KINDS[key]
-    return f"{margin:+.2f} dec" if kind.log else f"{margin:+.{2 if kind.unit == 'V' else 1}f}"
 
 
 def _finite(value):

@@ -20,7 +20,8 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _decade_label(exponent: int) -> str:
-    return {0: "1", 3: "1k", 6: "1M", 9: "1G"}.get(exponent, f"1e{exponent}")
+    prefix = {0: "", 3: "k", 6: "M", 9: "G", 12: "T"}.get(exponent - exponent % 3)
+    return f"{10 ** (exponent % 3)}{prefix}" if prefix is not None else f"1e{exponent}"
 
 
 def bode_svg(frequency_hz: list[float], gain_db: list[float], phase_deg: list[float],
