@@ -137,8 +137,12 @@ def objective_table(outcomes: list[Outcome], dataset_best: dict[str, float | Non
         mine = [o for o in outcomes if o.method == method]
         ratios = np.array([10 ** (o.objective_value - best[o.target]) for o in mine
                            if o.met and o.objective_value is not None and o.target in best])
+        vs_data = np.array([10 ** (o.objective_value - dataset_best[o.target]) for o in mine
+                            if o.met and o.objective_value is not None and dataset_best.get(o.target) is not None])
         rows.append({"method": method, "targets": len(mine), "met %": 100 * np.mean([o.met for o in mine]),
                      "median x best known": float(np.median(ratios)) if len(ratios) else float("nan"),
+                     "median x best training design": float(np.median(vs_data)) if len(vs_data) else float("nan"),
+                     "within 1.5x of it %": 100 * float(np.mean(vs_data <= 1.5)) if len(vs_data) else float("nan"),
                      "p90 x best known": float(np.quantile(ratios, 0.9)) if len(ratios) else float("nan"),
                      "within 1.2x %": 100 * float(np.mean(ratios <= 1.2)) if len(ratios) else float("nan"),
                      "median sims": float(np.median([o.simulations for o in mine]))})
