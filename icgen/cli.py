@@ -244,6 +244,22 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
         sys.exit(EXIT_CHECK_FAILED)
 
 
+def _echo_report(report, valid_says: str) -> None:
+    """A validation report: its problems, the parsed design re-rendered, its simulation, and VALID when it is."""
+    if report.problems:
+        click.echo(f"INVALID: {len(report.problems)} problem(s)")
+        for p in report.problems:
+            click.echo(f"  - {p}")
+    if report.design is not None:
+        click.echo("\nparsed design (re-rendered from typed values):\n" + render_answer(report.design))
+    if report.result is not None:
+        click.echo(f"\nstatus: {report.result.status}" + (f" ({report.result.reason})" if report.result.reason else ""))
+        click.echo(_metrics_table(report.result) + "\n")
+        click.echo(_health_table(report.result.health))
+    if report.valid:
+        click.echo("\nVALID: " + valid_says)
+
+
 @main.command()
 @click.argument("answer_file", type=click.Path(dir_okay=False, allow_dash=True))
 @_common_sim_options
@@ -265,19 +281,8 @@ def validate(answer_file, tech, corner, testbench, no_simulate, as_json) -> None
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo(f"validation report for {answer_file} on {technology.name} ({testbench} testbench)")
-        if report.problems:
-            click.echo(f"INVALID: {len(report.problems)} problem(s)")
-            for p in report.problems:
-                click.echo(f"  - {p}")
-        if report.design is not None:
-            click.echo("\nparsed design (re-rendered from typed values):\n" + render_answer(report.design))
-        if report.result is not None:
-            click.echo(f"\nstatus: {report.result.status}" + (f" ({report.result.reason})" if report.result.reason else ""))
-            click.echo(_metrics_table(report.result) + "\n")
-            click.echo(_health_table(report.result.health))
-        if report.valid:
-            click.echo("\nVALID: the netlist matches the template, is in range, and simulates as an amplifier with a "
-                       "healthy operating point")
+        _echo_report(report, "the netlist matches the template, is in range, and simulates as an amplifier with a "
+                             "healthy operating point")
     ok = report.valid or (no_simulate and not report.problems and report.design)
     sys.exit(EXIT_OK if ok else EXIT_CHECK_FAILED)
 
@@ -733,18 +738,7 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
     click.echo(f"prompt ({fmt} format; start: {asked.start_source}):\n{escaped(asked.prompt)}")
     click.echo(f"raw answer:\n{escaped(asked.answer)}\n")
     report = asked.report
-    if report.problems:
-        click.echo(f"INVALID: {len(report.problems)} problem(s)")
-        for p in report.problems:
-            click.echo(f"  - {p}")
-    if report.design is not None:
-        click.echo("parsed design (re-rendered from typed values):\n" + render_answer(report.design))
-    if report.result is not None:
-        click.echo(f"\nstatus: {report.result.status}" + (f" ({report.result.reason})" if report.result.reason else ""))
-        click.echo(_metrics_table(report.result) + "\n")
-        click.echo(_health_table(report.result.health))
-    if report.valid:
-        click.echo("\nVALID: the answer parses, is in range, and simulates as a healthy amplifier")
+    _echo_report(report, "the answer parses, is in range, and simulates as a healthy amplifier")
     sys.exit(EXIT_OK if report.valid or (no_simulate and not report.problems and report.design) else
              EXIT_CHECK_FAILED)
 

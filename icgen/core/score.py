@@ -218,6 +218,7 @@ class Specs:
         if not (math.isfinite(number) and (low <= number if inclusive else low < number) and number < high):
             floor = "0 or more" if inclusive else f"more than {low:g}"
             ceiling = f"{high:g}".replace("e+", "e")
+            unit = {"deg": "degrees"}.get(unit, unit)
             raise SpecError(field + f"{number:.12g} {unit} is not {label}; use {floor} and less than {ceiling} {unit}, "
                                     f"e.g. {example}")
 

@@ -179,6 +179,11 @@ def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Ou
                     source="random-search" if results else "")
 
 
+def _suggested(trial, tech: Technology) -> Design:
+    """The design an Optuna trial suggests over the technology's bounds (log scale for R0, C0, L, W)."""
+    return Design(**{k: trial.suggest_float(k, *tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale) for k in DESIGN_KEYS})
+
+
 def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
     """Optuna's TPE over the design space (log scale for R0, C0, L, W), minimising the shortfall, one at a time."""
     import optuna
@@ -189,9 +194,7 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
     results: list[SimResult] = []
     for _ in range(ctx.config.budget):
         trial = study.ask()
-        values = {k: trial.suggest_float(k, *ctx.tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale)
-                  for k in DESIGN_KEYS}
-        result = ctx.simulate([Design(**values)], target.specs)[0]
+        result = ctx.simulate([_suggested(trial, ctx.tech)], target.specs)[0]
         results.append(result)
         study.tell(trial, result_shortfall(result, target.specs))
         if _met(result, target.specs):
@@ -215,9 +218,7 @@ def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
     results: list[SimResult] = []
     for _ in range(ctx.config.budget):
         trial = study.ask()
-        values = {k: trial.suggest_float(k, *ctx.tech.bounds[k], log=VARIABLE_BY_KEY[k].log_scale)
-                  for k in DESIGN_KEYS}
-        result = ctx.simulate([Design(**values)], target.specs)[0]
+        result = ctx.simulate([_suggested(trial, ctx.tech)], target.specs)[0]
         results.append(result)
         working = result.status == Status.OK and healthy_result(result)
         checks = check_specs(result if result.metrics else None, target.specs)
