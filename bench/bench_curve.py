@@ -25,7 +25,14 @@ from icgen.data.dataset import Dataset  # noqa: E402
 from icgen.eval.config import EvalConfig  # noqa: E402
 from icgen.eval.folder import EvalRun  # noqa: E402
 from icgen.eval.run import evaluate  # noqa: E402
-from icgen.llm.model import base_folder, run_config  # noqa: E402
+from icgen.llm.model import base_folder  # noqa: E402
+
+
+def _config(run: Path) -> dict:
+    """The run's resolved config.yaml (the run may still be training: no adapter/ yet)."""
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())
 
 
 def assemble(run: Path, step_dir: Path, into: Path) -> Path:
@@ -37,7 +44,7 @@ def assemble(run: Path, step_dir: Path, into: Path) -> Path:
         shutil.copyfile(step_dir / name, adapter / name)
     from transformers import AutoTokenizer
 
-    AutoTokenizer.from_pretrained(base_folder(run_config(run)["base"])).save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(base_folder(_config(run)["base"])).save_pretrained(adapter)
     return into
 
 
@@ -55,7 +62,7 @@ def main() -> None:
     run, out = Path(args.run), Path(args.out)
     saved = sorted((int(p.name.split("-")[1]), p) for p in (run / "curve").glob("step-*"))
     wanted = {int(s) for s in args.steps.split(",")} if args.steps else {s for s, _ in saved}
-    config_pairs = run_config(run)
+    config_pairs = _config(run)
     per_step = config_pairs.get("batch_size", 8) * config_pairs.get("gradient_accumulation", 1)
     points = []
     for step, folder in saved:

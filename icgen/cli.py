@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .core.corner import BIASES
 from .core.deck import TESTBENCHES, render_answer
 from .core.design import DESIGN_KEYS, EXAMPLE_DESIGN, METRIC_KEYS, METRIC_LABELS, METRIC_UNITS, VARIABLE_BY_KEY
 from .core.errors import SPEC_OPTIONS, IcgenError
@@ -33,6 +34,7 @@ from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
 from .eval.config import EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
+from .sim.corners import CornerSignoffConfig
 from .sizing.config import SizeConfig
 
 EXIT_OK = 0
@@ -833,6 +835,66 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
     if plot_path:
         click.echo(f"Bode plot: {plot_path}")
     sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
+
+
+@main.command("signoff")
+@click.argument("design_file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@spec_options
+@click.option("--corners", default=CornerSignoffConfig.corners, show_default=True,
+              help="A corner set of the technology (all, nominal) or a comma-separated list of sets and corners "
+                   "such as tt_1.08V_-40C.")
+@click.option("--tech", "tech", default=DEFAULT_TECH, show_default=True,
+              help="Built-in technology name or path of a descriptor YAML.")
+@click.option("--testbench", type=click.Choice(TESTBENCHES), default=CornerSignoffConfig.testbench, show_default=True)
+@click.option("--bias", type=click.Choice(BIASES), default=str(CornerSignoffConfig.bias), show_default=True,
+              help="How VB1 follows a corner's supply: track-vdd keeps VDD - VB1, fixed holds VB1; VIN never moves.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the Bode curves of every corner, overlaid (PNG).")
+def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, **spec_texts) -> None:
+    """Sign a design off across PVT corners: one row per corner, the worst marked; exit 1 when any corner fails.
+
+    DESIGN_FILE is JSON or an answer in the original format ('-': standard input); without it, the original work's
+    example answer. A corner passes when the design is a healthy working amplifier there meeting every given spec.
+    """
+    from .core.score import specs_from_options
+    from .sim.corners import signoff_corners
+    from .sim.validate import range_problems
+
+    technology = load_technology(tech)
+    chosen = technology.corner_set(corners)
+    given = {k: v for k, v in spec_texts.items() if v is not None}
+    specs = specs_from_options(given) if given else None
+    if design_file:
+        if design_file != "-" and not Path(design_file).is_file():
+            raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
+        parsed = _read_stdin() if design_file == "-" else read_design_file(design_file)
+        if parsed.problems or parsed.design is None:
+            raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
+        design = parsed.design
+    else:
+        design = EXAMPLE_DESIGN
+    problems = range_problems(design, technology)
+    if problems:
+        raise UserError(_problems_line(problems))
+    config = CornerSignoffConfig(corners=corners, testbench=testbench, bias=bias)
+    report = signoff_corners(design, technology, chosen, specs, config)
+    if plot_path:
+        from .sim.plot import plot_bode_corners
+
+        try:
+            plot_bode_corners([row.result for row in report.rows], plot_path)
+        except ValueError as err:
+            raise UserError(f"--plot: {err}") from err
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(f"{technology.name}: {len(chosen)} corner(s) of {corners}\n")
+        click.echo(render_answer(design) + "\n")
+        click.echo(report.table())
+        if plot_path:
+            click.echo(f"\nBode plot: {plot_path}")
+    sys.exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
 
 
 @main.command("serve")

@@ -1,12 +1,14 @@
 """Render a design: in the original answer format, and as a SPICE deck on a technology and testbench.
 
-Decks are built only from typed values (a `Design`, a `Technology`), never from user or model text,
-so nothing but numbers and the template's own names reaches ngspice.
+Decks are built only from typed values (a `Design`, a `Technology`, a `Corner`), never from user or model text,
+so nothing but numbers and the template's own names reaches ngspice. At a corner (`render_circuit(..., corner=)` or
+`at_corner`) VDD is the corner's, `.temp` its temperature, and VB1 tracks VDD unless the bias is `fixed`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .corner import Bias, Corner, moved_vb1
 from .design import Design
 from .tech import Technology
 from .units import format_answer, format_spice
@@ -74,13 +76,27 @@ def device_parameter(device: Device, tech: Technology, parameter: str) -> str:
     return tech.device_parameter.format(instance=instance_name(device, tech), parameter=parameter, model=model)
 
 
-def render_circuit(design: Design, tech: Technology, testbench: str = "feedback") -> str:
-    """The circuit part of the deck (models, op-amp, load, supplies, testbench), without analyses or .end."""
+def at_corner(design: Design, tech: Technology, corner: Corner,
+              bias: Bias | str = Bias.TRACK_VDD) -> tuple[Design, Technology]:
+    """The design and technology as simulated at a corner: the technology at the corner's process, VDD and
+    temperature; VB1 moved with VDD (VDD - VB1 kept) unless `bias` is fixed; VIN unchanged."""
+    moved = design.replace(VB1=moved_vb1(design.VB1, tech.vdd_v, corner.vdd_v, bias))
+    return moved, tech.at_corner(corner)
+
+
+def render_circuit(design: Design, tech: Technology, testbench: str = "feedback", corner: Corner | None = None,
+                   bias: Bias | str = Bias.TRACK_VDD) -> str:
+    """The circuit part of the deck (models, op-amp, load, supplies, testbench), without analyses or .end; at
+    `corner` when given (see `at_corner`), else at the technology's own VDD (and temperature, when it has one)."""
     if testbench not in TESTBENCHES:
         raise ValueError(f"unknown testbench {testbench!r}; use one of {', '.join(TESTBENCHES)}")
+    if corner is not None:
+        design, tech = at_corner(design, tech, corner, bias)
     values = design.to_dict()
     lines = [f"* icgen two-stage Miller op-amp on {tech.name}, testbench {testbench}"]
     lines += tech.model_lines()
+    if tech.temp_c is not None:
+        lines.append(f".temp {format_spice(tech.temp_c)}")
     lines.append(f"VDD VDD 0 DC {format_spice(tech.vdd_v)}")
     for d in TEMPLATE:
         model = tech.pmos if d.model == "pch" else tech.nmos

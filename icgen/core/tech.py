@@ -2,6 +2,8 @@
 
 Built-in descriptors live in `spice/` (ptm65, sky130); a designer with foundry models writes their own
 descriptor and passes its path (`--tech my_tsmc65.yaml`). `load_technology("ptm65")` returns a `Technology`.
+`corner`/`corners` are process corners (library sections); a PVT `Corner` is one of them (or the only models) at a
+supply and a temperature, and the descriptor's `corner_sets` name lists of them (`tech.corner_set("all")`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .corner import TEMP_RANGE_C, Corner, CornerError, parse_corner_sets
 from .design import DESIGN_KEYS, Design
 from .errors import IcgenError
 from .paths import SPICE_DIR
@@ -86,10 +89,16 @@ class Technology:
     """Other keys of the descriptor, kept for provenance."""
     allow_control: bool = False
     """Accept model files that hold `.control` blocks (they can run shell commands): only for files you trust."""
+    corner_sets: Mapping[str, tuple[Corner, ...]] = field(default_factory=dict)
+    """Named PVT corner sets from the descriptor's `corner_sets` (always with `nominal`), read-only."""
+    temp_c: float | None = None
+    """Simulation temperature written as `.temp`; None leaves ngspice's default, 27 °C (set by `at_corner`)."""
 
     def __post_init__(self) -> None:
         """Checks of the values alone; `check_files` looks at the disk."""
-        for name in ("bounds", "params", "extra"):  # frozen all the way down
+        if not self.corner_sets:
+            object.__setattr__(self, "corner_sets", {"nominal": (Corner.make(self.corner, self.vdd_v, 27.0),)})
+        for name in ("bounds", "params", "extra", "corner_sets"):  # frozen all the way down
             object.__setattr__(self, name, FrozenDict(getattr(self, name)))
         rendered = [self.name, self.nmos, self.pmos, *self.params] + ([self.corner] if self.corner else [])
         bad = [v for v in rendered if not _TOKEN.fullmatch(str(v))]
@@ -114,6 +123,9 @@ class Technology:
                 raise TechError(f"technology {self.name}: bounds of {key} must be positive")
         if self.corner is not None and self.corners and self.corner not in self.corners:
             raise TechError(f"technology {self.name}: corner {self.corner!r} is not one of {', '.join(self.corners)}")
+        if self.temp_c is not None and not (TEMP_RANGE_C[0] <= self.temp_c <= TEMP_RANGE_C[1]):
+            raise TechError(f"technology {self.name}: temp_c={self.temp_c:g} is outside "
+                            f"{TEMP_RANGE_C[0]:g}..{TEMP_RANGE_C[1]:g} °C")
 
     def check_files(self) -> "Technology":
         """This technology, or a TechError naming a model file that does not exist or holds a `.control` block
@@ -135,6 +147,34 @@ class Technology:
             offered = ", ".join(self.corners) or "none"
             raise TechError(f"technology {self.name} has no corner {corner!r}; corners: {offered}")
         return Technology(**{**self.__dict__, "corner": corner}).check_files()
+
+    def at_corner(self, corner: Corner) -> "Technology":
+        """This technology at a PVT corner: its process section (when it names one; else the current), VDD and
+        temperature."""
+        tech = self
+        if corner.process is not None and corner.process != self.corner:
+            tech = self.with_corner(corner.process)
+        return Technology(**{**tech.__dict__, "vdd_v": corner.vdd_v, "temp_c": corner.temp_c})
+
+    def corner_set(self, text: str) -> tuple[Corner, ...]:
+        """Corners by set name (`all`) or a comma-separated list of set and corner names (`nominal,tt_1.32V_125C`)."""
+        found: list[Corner] = []
+        for item in (part.strip() for part in str(text).split(",")):
+            if item in self.corner_sets:
+                found += self.corner_sets[item]
+                continue
+            try:
+                found.append(Corner.from_name(item, self.corners))
+            except CornerError as err:
+                sets = ", ".join(self.corner_sets)
+                example = self.corner_sets["nominal"][0].name
+                detail = err.message if "_" in item and "V_" in item else f"{item[:40]!r} is neither a set nor a corner"
+                raise CornerError(f"{detail}; {self.name}'s corner sets: {sets}, or corners such as {example}") \
+                    from err
+        unique = list({c.name: c for c in found}.values())
+        if not unique:
+            raise CornerError(f"no corners given; {self.name}'s corner sets: {', '.join(self.corner_sets)}")
+        return tuple(unique)
 
     def model_lines(self) -> list[str]:
         """The deck lines that load the models: .param + .include list, `.lib FILE CORNER`, or `.include FILE`."""
@@ -163,6 +203,8 @@ class Technology:
             "length_unit_m": self.length_unit_m, "includes": list(self.includes), "params": dict(self.params),
             "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
             "descriptor": str(self.descriptor) if self.descriptor else None,
+            "corner_sets": {k: [c.name for c in v] for k, v in self.corner_sets.items()},
+            "temp_c": self.temp_c,
         }
 
 
@@ -266,7 +308,7 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
             raise TechError(f"{path}: bounds of {key} must be [low, high]")
         bounds[key] = (_as_float(pair[0], f"{path}: {key} low"), _as_float(pair[1], f"{path}: {key} high"))
     known = {"name", "description", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds", "corner", "corners",
-             "subcircuit", "length_unit_m", "device_parameter", "includes", "params", "allow_control"}
+             "subcircuit", "length_unit_m", "device_parameter", "includes", "params", "allow_control", "corner_sets"}
     includes = raw.get("includes") or []
     params = raw.get("params") or {}
     if not isinstance(includes, list) or not isinstance(params, dict):
@@ -279,14 +321,20 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
     device_parameter = str(raw.get("device_parameter", "@{instance}[{parameter}]"))
     if not _PARAMETER_TEMPLATE.fullmatch(device_parameter) or "{parameter}" not in device_parameter:
         raise TechError(f"{path}: device_parameter {device_parameter[:40]!r} must look like @{{instance}}[{{parameter}}]")
+    default_corner = None if raw.get("corner") is None else _token(raw["corner"], "corner", path)
+    vdd_v = _as_float(raw["vdd_v"], f"{path}: vdd_v")
+    try:
+        corner_sets = parse_corner_sets(raw.get("corner_sets"), corners, default_corner, vdd_v, f"{path}: corner_sets")
+    except CornerError as err:
+        raise TechError(err.message) from err
     tech = Technology(
         name=name,
         description=" ".join(str(raw.get("description", "")).split()),
         model_file=model_file,
         nmos=_token(raw["nmos"], "nmos", path), pmos=_token(raw["pmos"], "pmos", path),
-        vdd_v=_as_float(raw["vdd_v"], f"{path}: vdd_v"), cl_f=_as_float(raw["cl_f"], f"{path}: cl_f"),
+        vdd_v=vdd_v, cl_f=_as_float(raw["cl_f"], f"{path}: cl_f"),
         bounds=bounds,
-        corner=None if raw.get("corner") is None else _token(raw["corner"], "corner", path), corners=corners,
+        corner=default_corner, corners=corners, corner_sets=corner_sets,
         subcircuit=bool(raw.get("subcircuit", False)),
         length_unit_m=_as_float(raw.get("length_unit_m", 1.0), f"{path}: length_unit_m"),
         device_parameter=device_parameter,

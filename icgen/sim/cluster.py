@@ -159,7 +159,8 @@ class DaskPool:
                     yield index, SimResult(design=design, status=Status.FAILED,
                                            reason="the design killed every Dask worker it was sent to",
                                            metrics=None, health=None, tech=config.tech.name,
-                                           testbench=config.testbench, backend=config.backend, seconds=0.0)
+                                           testbench=config.testbench, backend=config.backend, seconds=0.0,
+                                           corner=config.corner)
                     continue
                 self.splits += 1
                 for item in chunk:  # alone, so a poisoned design costs only itself

@@ -63,3 +63,32 @@ def plot_bode(result: SimResult, path: str | Path, title: str | None = None) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_bode_corners(results: list[SimResult], path: str | Path, title: str | None = None) -> Path:
+    """Gain and phase of one design at several corners, overlaid (one colour per corner); writes a PNG."""
+    drawn = [r for r in results if r.frequency_hz is not None and r.response is not None]
+    if not drawn:
+        raise ValueError("no corner produced an AC sweep to plot")
+    fig, (ax_gain, ax_phase) = plt.subplots(2, 1, sharex=True, figsize=(8, 6.5))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(drawn)))
+    for result, colour in zip(drawn, colours):
+        gain_db, phase_deg = bode(result.response)
+        label = result.corner.name if result.corner is not None else result.tech
+        ax_gain.semilogx(result.frequency_hz, gain_db, color=colour, lw=1.2, label=label)
+        ax_phase.semilogx(result.frequency_hz, phase_deg, color=colour, lw=1.2)
+    ax_gain.axhline(0, color="grey", lw=0.8)
+    ax_phase.axhline(-180, color="grey", lw=0.8)
+    ax_gain.set_ylabel("gain (dB)")
+    ax_phase.set_ylabel("phase (deg)")
+    ax_phase.set_xlabel("frequency (Hz)")
+    ax_gain.legend(fontsize=7, ncol=3)
+    for ax in (ax_gain, ax_phase):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title or f"{drawn[0].tech}, {drawn[0].testbench} testbench: {len(drawn)} corners")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

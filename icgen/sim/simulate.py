@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.deck import Sweep, render_circuit
+from ..core.corner import BIASES, Bias, Corner
+from ..core.deck import Sweep, at_corner, render_circuit
 from ..core.design import Design, Metrics
 from ..core.measure import V2_HEALTH, Health, HealthRule, assess_health, measure
 from ..core.signoff import BENCHES, SHELF_RATIO, Signoff, area_m2, estimates, has_shelf
@@ -51,6 +52,8 @@ class SimResult:
     frequency_hz: np.ndarray | None = None
     response: np.ndarray | None = None
     signoff: Signoff | None = None
+    corner: Corner | None = None
+    """The PVT corner it was simulated at (None: the technology's own VDD and 27 °C)."""
 
     def to_dict(self, with_sweep: bool = False) -> dict[str, Any]:
         """JSON form: {"design", "metrics", "status", "reason", "health", ...}, SI units."""
@@ -63,6 +66,8 @@ class SimResult:
         }
         if self.signoff is not None:
             out["signoff"] = self.signoff.to_dict()
+        if self.corner is not None:
+            out["corner"] = self.corner.to_dict()
         if with_sweep and self.frequency_hz is not None and self.response is not None:
             out["sweep"] = {"frequency_hz": self.frequency_hz.tolist(), "real": self.response.real.tolist(),
                             "imag": self.response.imag.tolist()}
@@ -93,8 +98,14 @@ class SimConfig:
     health: HealthRule = V2_HEALTH
     """What a healthy operating point is: V2_HEALTH (a 50 mV saturation margin, inversion by gm/Id), the rule of
     dataset v2; V1_HEALTH reproduces the shipped dataset v1."""
+    corner: Corner | None = None
+    """Simulate at this PVT corner (its process, VDD and temperature; every bench too); None: the technology as is."""
+    bias: str = Bias.TRACK_VDD
+    """How VB1 follows a corner's supply: track-vdd (VDD - VB1 kept, the default) or fixed; VIN never moves."""
 
     def __post_init__(self) -> None:
+        if self.bias not in BIASES:
+            raise ValueError(f"unknown bias {self.bias!r}; use one of {', '.join(BIASES)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
         if (self.signoff or self.benches) and self.backend != "shared":
@@ -107,9 +118,13 @@ class SimConfig:
 def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
     """Simulate one design on a backend in this process and measure it (no crash protection)."""
     start = time.perf_counter()
+    common = dict(design=design, tech=config.tech.name, testbench=config.testbench, backend=backend.name,
+                  corner=config.corner)
+    if config.corner is not None:  # simulate the moved design on the technology at the corner; report the design
+        design, tech = at_corner(design, config.tech, config.corner, config.bias)
+        config = dataclasses.replace(config, tech=tech, corner=None)
     circuit = render_circuit(design, config.tech, config.testbench)
     raw = backend.run(circuit, config.tech, config.sweep)
-    common = dict(design=design, tech=config.tech.name, testbench=config.testbench, backend=backend.name)
     if raw.error is not None and not raw.op:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=None,
                          seconds=time.perf_counter() - start, **common)
@@ -216,7 +231,7 @@ def _worker_main(conn, backend_name: str, folder: str) -> None:
         except Exception as err:  # a bug in measurement must not kill the run; report it on the design
             result = SimResult(design=design, status=Status.FAILED, reason=f"{type(err).__name__}: {err}", metrics=None,
                                health=None, tech=config.tech.name, testbench=config.testbench,
-                               backend=backend_name, seconds=0.0)
+                               backend=backend_name, seconds=0.0, corner=config.corner)
         _trace(trace, "end", index)
         conn.send((index, result))
 
@@ -374,7 +389,7 @@ class SimulatorPool:
         reason = f"{why} on its second try, on a fresh worker; the design was skipped"
         return index, SimResult(design=design, status=Status.FAILED, reason=reason, metrics=None, health=None,
                                 tech=config.tech.name, testbench=config.testbench, backend=self.backend,
-                                seconds=seconds)
+                                seconds=seconds, corner=config.corner)
 
     def map(self, designs: Iterable[Design], config: SimConfig,
             debug: dict[int, str] | None = None) -> Iterator[tuple[int, SimResult]]:

@@ -1,0 +1,187 @@
+"""Sign-off across PVT corners: one design simulated at every corner of a set and checked against specs.
+
+    report = signoff_corners(design, tech, tech.corner_set("all"), specs)   # one row per corner
+    print(report.table()); report.passed        # `icgen signoff DESIGN --corners all --pm 52`
+
+A corner passes when the design is a working amplifier there (status ok), its operating point is healthy, and every
+given spec holds; the report marks the worst corner of each metric.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.corner import BIASES, Bias, Corner
+from ..core.deck import TESTBENCHES
+from ..core.design import METRIC_KEYS, METRIC_UNITS, Design
+from ..core.errors import SPEC_OPTIONS, ConfigError
+from ..core.score import SPEC_KINDS, SpecCheck, Specs, check_specs, format_spec
+from ..core.status import Status
+from ..core.tech import Technology
+from ..core.units import format_si
+
+if TYPE_CHECKING:
+    from .simulate import SimResult
+
+WORST_MARK = "*"
+"""Printed after the value of the worst corner of each metric."""
+
+
+@dataclass(frozen=True)
+class CornerSignoffConfig:
+    """How `icgen signoff` runs: which corners, testbench and bias (the corners run in turn on one worker)."""
+
+    corners: str = "all"
+    """A corner set of the technology (`all`, `nominal`) or a comma-separated list of sets and corner names."""
+    testbench: str = "feedback"
+    """feedback (the DC loop closed, the default) or fixed (both inputs at VIN)."""
+    bias: str = Bias.TRACK_VDD
+    """How VB1 follows a corner's supply: track-vdd (VDD - VB1 kept) or fixed (VB1 held from ground)."""
+    timeout_s: float = 30.0
+    """A simulation that runs longer is failed (after one retry on a fresh worker)."""
+
+    def __post_init__(self) -> None:
+        if self.testbench not in TESTBENCHES:
+            raise ConfigError(f"{{testbench}} {self.testbench!r} is unknown; use one of {', '.join(TESTBENCHES)}")
+        if self.bias not in BIASES:
+            raise ConfigError(f"{{bias}} {self.bias!r} is unknown; use one of {', '.join(BIASES)}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"{{timeout_s}} {self.timeout_s} is not a timeout; use e.g. 30")
+
+
+@dataclass(frozen=True)
+class CornerRow:
+    """One corner's result: the simulation, each spec against it, and whether everything holds there."""
+
+    corner: Corner
+    result: SimResult
+    checks: tuple[SpecCheck, ...]
+    passed: bool
+    why: str | None
+    """Why it fails (None when it passes): the simulation's status, the health flags, the specs missed."""
+
+
+def _why(result: SimResult, checks: tuple[SpecCheck, ...]) -> str | None:
+    if result.status != Status.OK:
+        return f"{result.status}: {result.reason}"
+    missed = [f"{SPEC_OPTIONS[c.key]} {format_spec(c.key, c.achieved)} (spec {format_spec(c.key, c.target)})"
+              for c in checks if not c.met]
+    flags = list(result.health.flags) if result.health else ["no operating point"]
+    return "; ".join(missed + flags) or None
+
+
+def worst_corners(rows: tuple[CornerRow, ...]) -> dict[str, str]:
+    """Metric key -> the name of the corner where it is worst (lowest; highest for power). A working amplifier
+    without a -180° crossing has an infinite gain margin; corners without metrics are left out."""
+    worst: dict[str, str] = {}
+    for key in METRIC_KEYS:
+        higher_is_worse = SPEC_KINDS[key].bound == "max"
+        values = []
+        for row in rows:
+            metrics = row.result.metrics
+            if metrics is None or row.result.status != Status.OK:
+                continue
+            value = getattr(metrics, key)
+            values.append((math.inf if value is None else value, row.corner.name))
+        finite = [v for v in values if math.isfinite(v[0])]
+        if finite:
+            worst[key] = (max if higher_is_worse else min)(finite, key=lambda v: v[0])[1]
+    return worst
+
+
+@dataclass(frozen=True)
+class CornerReport:
+    """A design signed off across corners: one row per corner, the worst corner per metric, pass or fail."""
+
+    design: Design
+    tech: str
+    testbench: str
+    bias: str
+    specs: Specs | None
+    rows: tuple[CornerRow, ...]
+    worst: dict[str, str]
+
+    @property
+    def passed(self) -> bool:
+        """Every corner passes (a working, healthy amplifier meeting every given spec)."""
+        return all(row.passed for row in self.rows)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        return tuple(row.corner.name for row in self.rows if not row.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the design, the specs, one entry per corner (with its checks), the worst corners, passed."""
+        corners = []
+        for row in self.rows:
+            entry = row.result.to_dict()
+            entry.pop("design", None)
+            entry["checks"] = [{"key": c.key, "target": c.target, "achieved": c.achieved, "margin": c.margin,
+                                "met": c.met} for c in row.checks]
+            entry.update(passed=row.passed, why=row.why)
+            corners.append(entry)
+        return {"design": self.design.to_dict(), "tech": self.tech, "testbench": self.testbench, "bias": self.bias,
+                "specs": self.specs.given() if self.specs else None, "corners": corners, "worst": self.worst,
+                "passed": self.passed}
+
+    def table(self) -> str:
+        """One row per corner: the six metrics (worst marked), then pass or why it fails."""
+        labels = {"gain_db": "gain", "ugb_hz": "UGB", "pm_deg": "PM", "gm_db": "GM", "bw3db_hz": "BW3dB",
+                  "power_w": "power"}
+        keys = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
+        width = max([len("corner")] + [len(r.corner.name) for r in self.rows])
+        lines = [f"{'corner':<{width}} " + " ".join(f"{labels[k]:>12}" for k in keys) + "  result"]
+        for row in self.rows:
+            cells = []
+            for key in keys:
+                metrics = row.result.metrics if row.result.status == Status.OK else None
+                value = getattr(metrics, key) if metrics else None
+                text = format_si(value, METRIC_UNITS[key], 4) if metrics and not (key == "gm_db" and value is None) \
+                    else ("inf" if metrics else "—")
+                cells.append(f"{text + (WORST_MARK if self.worst.get(key) == row.corner.name else ' '):>12}")
+            lines.append(f"{row.corner.name:<{width}} " + " ".join(cells) + "  " +
+                         ("pass" if row.passed else f"FAIL: {row.why}"))
+        lines.append(f"({WORST_MARK} the worst corner of each metric; bias {self.bias}, {self.testbench} testbench)")
+        given = ", ".join(f"{SPEC_OPTIONS[k]} {format_spec(k, v)}" for k, v in self.specs.given().items()) \
+            if self.specs else "none (a corner passes as a working amplifier with a healthy operating point)"
+        lines.append(f"specs: {given}")
+        n = len(self.rows)
+        lines.append(f"passed at all {n} corners" if self.passed else
+                     f"FAILED at {len(self.failed)} of {n} corners: {', '.join(self.failed)}")
+        return "\n".join(lines)
+
+
+def signoff_corners(design: Design, tech: Technology, corners: tuple[Corner, ...], specs: Specs | None = None,
+                    config: CornerSignoffConfig = CornerSignoffConfig(), pool=None) -> CornerReport:
+    """Simulate `design` at every corner (on `pool`, or a local pool of its own) and check it against `specs`."""
+    from .simulate import SimConfig, SimulatorPool  # here: importing this module (the CLI does) loads no numpy
+
+    if not corners:
+        raise ConfigError("{corners}: no corners given; use a set such as all or nominal")
+    benches = specs.benches() if specs else ()
+    estimates = specs.needs_estimates() if specs else False
+
+    def run(simulator) -> list[SimResult]:
+        # one map per corner: a SimConfig holds one corner (a few ms each without benches)
+        out = []
+        for corner in corners:
+            sim = SimConfig(tech=tech, testbench=config.testbench, corner=corner, bias=config.bias, benches=benches,
+                            estimates=estimates)
+            out.append(next(iter(simulator.map([design], sim)))[1])
+        return out
+
+    if pool is None:
+        with SimulatorPool(workers=1, timeout_s=config.timeout_s) as own:
+            results = run(own)
+    else:
+        results = run(pool)
+    rows = []
+    for corner, result in zip(corners, results):
+        checks = tuple(check_specs(result if result.metrics else None, specs)) if specs else ()
+        healthy = bool(result.health and result.health.healthy)
+        passed = result.status == Status.OK and healthy and all(c.met for c in checks)
+        rows.append(CornerRow(corner, result, checks, passed, None if passed else _why(result, checks)))
+    rows_t = tuple(rows)
+    return CornerReport(design=design, tech=tech.name, testbench=config.testbench, bias=str(config.bias),
+                        specs=specs, rows=rows_t, worst=worst_corners(rows_t))
