@@ -35,7 +35,8 @@ from .eval.config import EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
 from .sim.corners import CornerSignoffConfig
-from .sizing.config import SizeConfig
+from .sim.montecarlo import MonteCarloConfig
+from .sizing.config import CornerSizeConfig, SizeConfig
 
 EXIT_OK = 0
 """The command did what was asked (specs met, netlist valid, simulation ran)."""
@@ -754,7 +755,12 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
               help="Dataset whose training split is searched for similar designs.")
 @click.option("--samples", type=int, default=SizeConfig.samples, show_default=True,
               help="Model candidates per batched generate (asked when the steps before it miss).")
-@click.option("--budget", type=int, default=SizeConfig.budget, show_default=True, help="Most simulations to spend.")
+@click.option("--budget", type=int, default=None,
+              help=f"Most simulations to spend (default {SizeConfig.budget}; with --corners "
+                   f"{CornerSizeConfig.budget_per_corner} x the corner count).")
+@click.option("--corners", default=None,
+              help="Meet the specs at every corner of a set (all, nominal) or a comma-separated list of sets and "
+                   "corners; each candidate is scored by its worst corner.")
 @click.option("--model-first", is_flag=True,
               help="Ask the model right after retrieval, before the surrogate steps (slower; measured no better).")
 @click.option("--seed", type=int, default=SizeConfig.seed, show_default=True)
@@ -770,8 +776,8 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
 @click.option("--subckt", "subckt_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the design as a .subckt (VINP VINN VOUT VDD VSS) for your own flow.")
-def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, objective, margin_text, pareto_n,
-                 pareto_plot, as_json, plot_path, subckt_path, **spec_texts) -> None:
+def size_command(tech, model_dir, data_dir, samples, budget, corners, model_first, seed, objective, margin_text,
+                 pareto_n, pareto_plot, as_json, plot_path, subckt_path, **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     from .core.score import specs_from_options
     from .sizing.config import MODEL_FIRST_STEPS
@@ -782,9 +788,12 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
     specs = specs_from_options(spec_texts)
     if pareto_n < 0:
         raise UserError(f"--pareto {pareto_n}: give a number of trade-offs, 1 or more (0: none)")
+    technology = _tech(tech, None)
+    chosen = technology.corner_set(corners) if corners is not None else None
+    budget = CornerSizeConfig().budget(budget, len(chosen)) if chosen else \
+        (SizeConfig.budget if budget is None else budget)
     config = SizeConfig(samples=samples, budget=budget, seed=seed, objective=objective,
                         margin=parse_margin(margin_text), **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
-    technology = _tech(tech, None)
     try:
         resources = SizingResources.load(None if data_dir == "none" else data_dir, _model_dir(model_dir),
                                          log=lambda m: click.echo(m, err=True))
@@ -792,7 +801,14 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
         raise UserError(f"--model: {err}; or pass --model none") from err
     except DatasetError as err:
         raise UserError(f"--data: {err}; or pass --data none (no retrieval)") from err
-    result = size(specs, technology, config, resources=resources)
+    found = None
+    if chosen:
+        from .sizing.corners import size_at_corners
+
+        found = size_at_corners(specs, technology, chosen, config, resources=resources)
+        result = found.result
+    else:
+        result = size(specs, technology, config, resources=resources)
     seconds = time.perf_counter() - started
     best = result.best
     if best is None:
@@ -816,7 +832,9 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
                                "specs": specs.to_dict(), "met": result.met, "simulations": result.simulations,
                                "seconds": seconds, "answer": answer, "source": best.source,
                                "health": best.result.health.to_dict() if best.result.health else None,
-                               "signoff": signed.to_dict() if signed else None}, indent=2))
+                               "signoff": signed.to_dict() if signed else None,
+                               **({"corners": found.report.to_dict(), "corners_skipped": list(found.skipped)}
+                                  if found else {})}, indent=2))
         sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
     click.echo(answer + "\n")
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
@@ -826,6 +844,12 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
         click.echo(f"{kind.label:<22} {kind.bound_sign + format_spec(kind.key, row['target']):>12} "
                    f"{format_spec(kind.key, row['achieved']):>12} {margin:>10}  {'yes' if row['pass'] else 'NO'}")
     click.echo("\n" + _health_table(best.result.health))
+    if found is not None:  # the figures above are each at its worst corner; here every corner simulated
+        click.echo(f"\ncorners ({len(found.corners)} of {corners}; achieved above = the worst corner of each):")
+        click.echo(found.report.table())
+        if found.skipped:
+            click.echo(f"not simulated (it fails {found.report.rows[0].corner.name} already): "
+                       f"{', '.join(found.skipped)}")
     if signed is not None:
         click.echo("\n" + _signoff_table(signed))
     _objective_block(result, resources.table, pareto_n, pareto_plot)
@@ -851,7 +875,11 @@ def size_command(tech, model_dir, data_dir, samples, budget, model_first, seed, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the Bode curves of every corner, overlaid (PNG).")
-def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, **spec_texts) -> None:
+@click.option("--mc", "mc_samples", type=int, default=None,
+              help="Also run N Monte Carlo mismatch samples at the nominal corner (Pelgrom offsets on every device).")
+@click.option("--seed", type=int, default=MonteCarloConfig.seed, show_default=True, help="Seed of the --mc samples.")
+def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, mc_samples, seed,
+                    **spec_texts) -> None:
     """Sign a design off across PVT corners: one row per corner, the worst marked; exit 1 when any corner fails.
 
     DESIGN_FILE is JSON or an answer in the original format ('-': standard input); without it, the original work's
@@ -878,7 +906,13 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
     if problems:
         raise UserError(_problems_line(problems))
     config = CornerSignoffConfig(corners=corners, testbench=testbench, bias=bias)
+    mc_config = MonteCarloConfig(samples=mc_samples, seed=seed) if mc_samples is not None else None
     report = signoff_corners(design, technology, chosen, specs, config)
+    mc = None
+    if mc_config is not None:
+        from .sim.montecarlo import monte_carlo
+
+        mc = monte_carlo(design, technology, specs, mc_config)
     if plot_path:
         from .sim.plot import plot_bode_corners
 
@@ -887,14 +921,16 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
         except ValueError as err:
             raise UserError(f"--plot: {err}") from err
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), **({"monte_carlo": mc.to_dict()} if mc else {})}, indent=2))
     else:
         click.echo(f"{technology.name}: {len(chosen)} corner(s) of {corners}\n")
         click.echo(render_answer(design) + "\n")
         click.echo(report.table())
+        if mc is not None:
+            click.echo("\n" + mc.table())
         if plot_path:
             click.echo(f"\nBode plot: {plot_path}")
-    sys.exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
+    sys.exit(EXIT_OK if report.passed and (mc is None or all(mc.passed)) else EXIT_CHECK_FAILED)
 
 
 @main.command("serve")

@@ -6,6 +6,7 @@ so nothing but numbers and the template's own names reaches ngspice. At a corner
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .corner import Bias, Corner, moved_vb1
@@ -85,11 +86,15 @@ def at_corner(design: Design, tech: Technology, corner: Corner,
 
 
 def render_circuit(design: Design, tech: Technology, testbench: str = "feedback", corner: Corner | None = None,
-                   bias: Bias | str = Bias.TRACK_VDD) -> str:
+                   bias: Bias | str = Bias.TRACK_VDD, delvto: Mapping[str, float] | None = None) -> str:
     """The circuit part of the deck (models, op-amp, load, supplies, testbench), without analyses or .end; at
-    `corner` when given (see `at_corner`), else at the technology's own VDD (and temperature, when it has one)."""
+    `corner` when given (see `at_corner`), else at the technology's own VDD (and temperature, when it has one).
+    `delvto` maps device names (M1 ... M7) to threshold offsets in volts, written as BSIM4's instance `delvto`."""
     if testbench not in TESTBENCHES:
         raise ValueError(f"unknown testbench {testbench!r}; use one of {', '.join(TESTBENCHES)}")
+    delvto = dict(delvto or {})
+    if delvto and (tech.subcircuit or set(delvto) - set(DEVICE_BY_NAME)):
+        raise ValueError("delvto needs MOSFET instances (not subcircuits) and names among M1 ... M7")
     if corner is not None:
         design, tech = at_corner(design, tech, corner, bias)
     values = design.to_dict()
@@ -102,8 +107,9 @@ def render_circuit(design: Design, tech: Technology, testbench: str = "feedback"
         model = tech.pmos if d.model == "pch" else tech.nmos
         length = format_spice(values[d.length_key] / tech.length_unit_m)
         width = format_spice(values[d.width_key] / tech.length_unit_m)
+        offset = f" delvto={format_spice(float(delvto[d.name]))}" if d.name in delvto else ""
         lines.append(f"{instance_name(d, tech).upper()} {d.drain} {d.gate} {d.source} {d.bulk} {model} "
-                     f"L={length} W={width}")
+                     f"L={length} W={width}{offset}")
     lines += [f"C0 net3 net4 {format_spice(design.C0)}", f"R0 net4 VOUT {format_spice(design.R0)}",
               f"CL VOUT 0 {format_spice(tech.cl_f)}", f"VB1 VB1 0 DC {format_spice(design.VB1)}"]
     if testbench == "feedback":

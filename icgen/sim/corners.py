@@ -176,8 +176,14 @@ def signoff_corners(design: Design, tech: Technology, corners: tuple[Corner, ...
             results = run(own)
     else:
         results = run(pool)
+    return corner_report(design, tech, tuple(zip(corners, results)), specs, config)
+
+
+def corner_report(design: Design, tech: Technology, simulated: tuple[tuple[Corner, SimResult], ...],
+                  specs: Specs | None = None, config: CornerSignoffConfig = CornerSignoffConfig()) -> CornerReport:
+    """The report of results already simulated, one (corner, result) pair per row: each checked against `specs`."""
     rows = []
-    for corner, result in zip(corners, results):
+    for corner, result in simulated:
         checks = tuple(check_specs(result if result.metrics else None, specs)) if specs else ()
         healthy = bool(result.health and result.health.healthy)
         passed = result.status == Status.OK and healthy and all(c.met for c in checks)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -102,8 +102,13 @@ class SimConfig:
     """Simulate at this PVT corner (its process, VDD and temperature; every bench too); None: the technology as is."""
     bias: str = Bias.TRACK_VDD
     """How VB1 follows a corner's supply: track-vdd (VDD - VB1 kept, the default) or fixed; VIN never moves."""
+    mismatch: tuple[tuple[str, float], ...] = ()
+    """Per-device threshold offsets ((M1, dVth), ...) in volts, as BSIM4's `delvto` (icgen.core.mismatch); the
+    open-loop simulation only: no sign-off bench runs with them."""
 
     def __post_init__(self) -> None:
+        if self.mismatch and (self.signoff or self.benches):
+            raise ValueError("mismatch offsets apply to the open-loop simulation only; run no sign-off bench with them")
         if self.bias not in BIASES:
             raise ValueError(f"unknown bias {self.bias!r}; use one of {', '.join(BIASES)}")
         if self.backend not in BACKENDS:
@@ -123,7 +128,7 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
     if config.corner is not None:  # simulate the moved design on the technology at the corner; report the design
         design, tech = at_corner(design, config.tech, config.corner, config.bias)
         config = dataclasses.replace(config, tech=tech, corner=None)
-    circuit = render_circuit(design, config.tech, config.testbench)
+    circuit = render_circuit(design, config.tech, config.testbench, delvto=dict(config.mismatch))
     raw = backend.run(circuit, config.tech, config.sweep)
     if raw.error is not None and not raw.op:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=None,
@@ -391,9 +396,10 @@ class SimulatorPool:
                                 tech=config.tech.name, testbench=config.testbench, backend=self.backend,
                                 seconds=seconds, corner=config.corner)
 
-    def map(self, designs: Iterable[Design], config: SimConfig,
+    def map(self, designs: Iterable[Design], config: SimConfig | Sequence[SimConfig],
             debug: dict[int, str] | None = None) -> Iterator[tuple[int, SimResult]]:
-        """Yield (index, result) for every design, in completion order."""
+        """Yield (index, result) for every design, in completion order; `config` may also be one config per design
+        (Monte Carlo samples of one design, each with its own offsets)."""
         if not self._workers:
             raise RuntimeError("use SimulatorPool as a context manager")
         debug = debug or {}
@@ -411,7 +417,8 @@ class SimulatorPool:
                         exhausted = True
                         continue
                     else:
-                        task, attempt = (nxt[0], nxt[1], config, debug.get(nxt[0])), 0
+                        own = config if isinstance(config, SimConfig) else config[nxt[0]]
+                        task, attempt = (nxt[0], nxt[1], own, debug.get(nxt[0])), 0
                     if self.recycle_after is not None and w.done >= self.recycle_after:
                         w = self._replace(w)
                     self._assign(w, task, attempt)

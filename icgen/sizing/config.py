@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..core.corner import BIASES, Bias
 from ..core.errors import ConfigError
 from ..core.objective import DEFAULT_OBJECTIVE, Margin, objective
 
@@ -85,6 +86,39 @@ class SizeConfig:
             raise ConfigError(f"{{steps}}: {', '.join(unknown) or 'a step given twice'}; use each of "
                               f"{', '.join(STEP_NAMES)} at most once")
 
+    def target_specs(self, specs):
+        """The specs a candidate must clear to count as meeting them: moved inward by `margin` unless the objective
+        is max-margin."""
+        return self.margin.tighten(specs) if objective(self.objective).improves else specs
+
     def without(self, *steps: str) -> "SizeConfig":
         """The same config with these steps left out."""
         return replace(self, steps=tuple(s for s in self.steps if s not in steps))
+
+
+@dataclass(frozen=True)
+class CornerSizeConfig:
+    """How `icgen size --corners SET` runs: how VB1 follows a supply, the default budget, retrieval and the ranking."""
+
+    bias: str = Bias.TRACK_VDD
+    """How VB1 follows a corner's supply: track-vdd (VDD - VB1 kept) or fixed (VB1 held from ground)."""
+    budget_per_corner: int = SizeConfig().budget
+    """Without `--budget`, the run may spend this many simulations per corner (20 x 9 = 180 for ptm65 `all`)."""
+    retrieval_headroom_v: float = 0.15
+    """Retrieval searches the training designs (simulated at nominal only) whose smallest saturation margin is at least
+    this, so a supply 10 % low still leaves them saturated; all of them when none has it."""
+    deficit_scale_v: float = 0.1
+    """A device's saturation margin below the health rule's, per this many volts, adds 1 to a candidate's shortfall
+    (on top of the flat penalty for an unhealthy design), so the search can climb towards health at every corner."""
+
+    def __post_init__(self) -> None:
+        if self.bias not in BIASES:
+            raise ConfigError(f"{{bias}} {self.bias!r} is unknown; use one of {', '.join(BIASES)}")
+        if self.retrieval_headroom_v < 0 or self.deficit_scale_v <= 0:
+            raise ConfigError("{retrieval_headroom_v} must be >= 0 and {deficit_scale_v} > 0")
+        if self.budget_per_corner < 1:
+            raise ConfigError(f"{{budget}} {self.budget_per_corner} per corner is not a budget; use 1 or more")
+
+    def budget(self, given: int | None, n_corners: int) -> int:
+        """The simulation budget: the one given, else `budget_per_corner` x the number of corners."""
+        return given if given is not None else self.budget_per_corner * n_corners

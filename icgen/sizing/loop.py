@@ -172,7 +172,7 @@ class SizingLoop:
                  cancel: Callable[[], bool] | None = None) -> None:
         self.goal = objective(config.objective)
         self.user_specs = specs
-        specs = config.margin.tighten(specs) if self.goal.improves else specs  # what a feasible design must clear
+        specs = config.target_specs(specs)  # what a feasible design must clear
         self.specs, self.tech, self.config, self.pool = specs, tech, config, pool
         self.table, self.proposer, self.load_surrogate = table, proposer, load_surrogate
         if score is default_rank and self.goal.improves:
@@ -226,18 +226,24 @@ class SizingLoop:
         order given, None where a design was skipped."""
         if self.specs.vin_v is not None:  # a fixed input common mode: every candidate has it
             designs = [dataclasses.replace(d, VIN=self.specs.vin_v) for d in designs]
+        # a pool that simulates a design more than once (icgen.sizing.corners.CornerPool: every corner) says what
+        # each result cost (`cost`) and the most one design can cost (`max_cost`), reserved so the budget holds
+        cost = getattr(self.pool, "cost", None)
+        most = getattr(self.pool, "max_cost", 1)
         fresh = []
         for d in designs:
             key = _key(d)
-            if key not in self.seen and not self.tech.out_of_bounds(d) and len(fresh) < self.left:
+            if key not in self.seen and not self.tech.out_of_bounds(d) and (len(fresh) + 1) * most <= self.left:
                 self.seen.add(key)
                 fresh.append(d)
         by_index: dict[int, Candidate] = {}
+        spent = 0
         for index, result in self.pool.map(fresh, self.sim_config):
             cand = Candidate(source, result, float(self.score(result, self.specs)[0]))
             self.result.candidates.append(cand)
             by_index[index] = cand
-        self.result.simulations += len(fresh)
+            spent += cost(result) if cost else 1
+        self.result.simulations += spent if cost else len(fresh)
         ranked = sorted(self.result.candidates, key=self.rank)
         self.result.best = ranked[0] if ranked else None
         if self.result.met and self.result.first_met_at is None:

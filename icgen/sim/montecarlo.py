@@ -1,0 +1,133 @@
+"""Monte Carlo mismatch of one design: seeded Pelgrom threshold offsets on every device, simulated on the pool.
+
+    report = monte_carlo(design, tech, specs, MonteCarloConfig(samples=200, seed=0))
+    report.yield_fraction, report.wilson, report.offset_v   # `icgen signoff DESIGN --mc 200 --seed 0`
+
+Each sample is the open-loop simulation at the technology's nominal corner with every device's threshold moved
+(icgen.core.mismatch); it passes when it is a healthy working amplifier meeting every given spec. The input-referred
+offset is VOUT - VIN in the closed DC loop of the feedback testbench.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.design import METRIC_KEYS, METRIC_UNITS, Design
+from ..core.errors import ConfigError
+from ..core.mismatch import MAX_SAMPLES, draw_offsets, wilson_interval
+from ..core.score import SPEC_KINDS, Specs, check_specs
+from ..core.status import Status
+from ..core.tech import Technology
+from ..core.units import format_si
+
+if TYPE_CHECKING:
+    from .simulate import SimResult
+
+
+@dataclass(frozen=True)
+class MonteCarloConfig:
+    """How many mismatch samples, from which seed, and how long one may run."""
+
+    samples: int = 200
+    """Monte Carlo samples (each one simulation)."""
+    seed: int = 0
+    """Seed of the offsets: the same seed gives the same samples."""
+    timeout_s: float = 30.0
+    """A simulation that runs longer is failed (after one retry on a fresh worker)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= MAX_SAMPLES:
+            raise ConfigError(f"{{mc}} {self.samples!r} is not a number of samples; use 1 to {MAX_SAMPLES}, e.g. 200")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"{{seed}} {self.seed!r} is not a seed; use 0 or more")
+
+
+@dataclass(frozen=True)
+class MonteCarloReport:
+    """The samples' offsets and results, which passed, the yield with its Wilson 95 % interval, the offset spread."""
+
+    design: Design
+    tech: str
+    seed: int
+    specs: Specs | None
+    offsets: tuple[dict[str, float], ...]
+    results: tuple[SimResult, ...]
+    passed: tuple[bool, ...]
+
+    @property
+    def yield_fraction(self) -> float:
+        return sum(self.passed) / len(self.passed)
+
+    @property
+    def wilson(self) -> tuple[float, float]:
+        """The yield's Wilson score 95 % interval."""
+        return wilson_interval(sum(self.passed), len(self.passed))
+
+    @property
+    def offset_v(self) -> tuple[float, ...]:
+        """Input-referred offset VOUT - VIN of each sample with an operating point."""
+        return tuple(r.health.vout_v - r.design.VIN for r in self.results if r.health is not None)
+
+    def metric(self, key: str) -> tuple[float, ...]:
+        """One metric over the samples that are working amplifiers (a missing value left out)."""
+        return tuple(getattr(r.metrics, key) for r in self.results
+                     if r.status == Status.OK and r.metrics is not None and getattr(r.metrics, key) is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.wilson
+        return {"samples": len(self.passed), "seed": self.seed, "passed": sum(self.passed),
+                "yield": self.yield_fraction, "wilson_95": [low, high],
+                "offset_v": list(self.offset_v), "specs": self.specs.given() if self.specs else None,
+                "metrics": {k: list(self.metric(k)) for k in METRIC_KEYS},
+                "offsets": [dict(o) for o in self.offsets]}
+
+    def table(self) -> str:
+        """The yield, the offset's mean and sigma, and each metric's 5 % / median / 95 %."""
+        low, high = self.wilson
+        n = len(self.passed)
+        lines = [f"Monte Carlo mismatch: {n} samples (seed {self.seed}), yield {sum(self.passed)}/{n} = "
+                 f"{100 * self.yield_fraction:.1f} % (Wilson 95 %: {100 * low:.1f} .. {100 * high:.1f} %)"]
+        offsets = self.offset_v
+        if len(offsets) >= 2:
+            lines.append(f"  input offset VOUT-VIN   mean {format_si(statistics.fmean(offsets), 'V', 4)}, "
+                         f"sigma {format_si(statistics.stdev(offsets), 'V', 4)}")
+        for key in METRIC_KEYS:
+            values = sorted(self.metric(key))
+            if len(values) >= 2:
+                pick = [values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))] for q in (0.05, 0.5, 0.95)]
+                lines.append(f"  {key:<22} " + " / ".join(format_si(v, METRIC_UNITS[key], 4) for v in pick) +
+                             "  (5 % / median / 95 %)")
+        return "\n".join(lines)
+
+
+def monte_carlo(design: Design, tech: Technology, specs: Specs | None = None,
+                config: MonteCarloConfig = MonteCarloConfig(), pool=None) -> MonteCarloReport:
+    """Simulate `config.samples` mismatch samples of `design` in parallel (on `pool`, or a pool of its own)."""
+    from .simulate import SimConfig, SimulatorPool
+
+    if specs is not None and (specs.benches() or specs.vin_v is not None):
+        needs = ", ".join(k for k in specs.given() if SPEC_KINDS[k].benches) or "ugb"
+        raise ConfigError(f"{{mc}}: Monte Carlo checks the open-loop specs and the offset only, not {needs} (their "
+                          f"benches run without mismatch)")
+    offsets = draw_offsets(design, tech, config.samples, config.seed)
+    configs = [SimConfig(tech=tech, estimates=True, mismatch=tuple(o.items())) for o in offsets]
+    results: list[SimResult | None] = [None] * len(offsets)
+
+    def run(simulator) -> None:
+        for index, result in simulator.map([design] * len(offsets), configs):
+            results[index] = result
+
+    if pool is None:
+        with SimulatorPool(timeout_s=config.timeout_s) as own:
+            run(own)
+    else:
+        run(pool)
+    passed = []
+    for result in results:
+        checks = check_specs(result if result.metrics else None, specs) if specs else []
+        healthy = bool(result.health and result.health.healthy)
+        passed.append(result.status == Status.OK and healthy and all(c.met for c in checks))
+    return MonteCarloReport(design=design, tech=tech.name, seed=config.seed, specs=specs, offsets=offsets,
+                            results=tuple(results), passed=tuple(passed))

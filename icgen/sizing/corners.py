@@ -1,0 +1,243 @@
+"""Corner-aware sizing: the loop scores each candidate by its worst PVT corner (`icgen size --corners all`).
+
+    found = size_at_corners(Specs(gain_db=40, pm_deg=50), tech, tech.corner_set("all"), resources=resources)
+    found.result.met; print(found.report.table())   # met means met at every corner of the set
+
+A `CornerPool` wraps any pool: it simulates every candidate at a screening corner first (the technology's nominal
+corner when the set has it) and at the set's other corners only when the candidate clears the specs there, and
+answers one worst-corner `SimResult` per design (`worst_result`), which the loop's ranking reads unchanged. Every
+simulation counts against the budget (`CornerPool.cost`); the loop never starts a design whose every corner would
+not fit in what is left (`CornerPool.max_cost`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..core.corner import Bias, Corner
+from ..core.design import Design, Metrics
+from ..core.errors import ConfigError
+from ..core.measure import V2_HEALTH, DeviceOp, Health, HealthRule
+from ..core.objective import Objective, objective
+from ..core.score import Specs, result_shortfall
+from ..core.signoff import Signoff
+from ..core.status import Status
+from ..core.tech import Technology
+from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report
+from ..sim.simulate import SimConfig, SimResult, SimulatorPool
+from .config import CornerSizeConfig, SizeConfig  # noqa: F401 - CornerSizeConfig: its config
+from .loop import Score, SizeResult, default_rank, objective_rank, size
+from .resources import SizingResources
+
+LOWER_IS_WORSE = ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db",
+                  "buffer_bw_hz", "slew_rise_v_per_s", "slew_fall_v_per_s", "cmrr_db", "psrr_plus_db",
+                  "psrr_minus_db", "swing_high_v", "gbw_a0_f3db_hz", "gbw_gm1_c0_hz")
+"""Figures whose worst corner is the one with the lowest value (a missing gain margin is infinite)."""
+HIGHER_IS_WORSE = ("power_w", "settling_1pct_s", "settling_01pct_s", "overshoot_pct", "buffer_peaking_db",
+                   "noise_1khz_v_rthz", "noise_1mhz_v_rthz", "noise_integrated_v", "swing_low_v", "area_m2")
+"""Figures whose worst corner is the one with the highest value; the offset's is the largest |offset|."""
+_STATUS_ORDER = {Status.FAILED: 0, Status.NOT_AMPLIFIER: 1, Status.OK: 2}
+
+
+def screening_order(corners: tuple[Corner, ...], tech: Technology) -> tuple[Corner, ...]:
+    """The corners with the technology's nominal corner first when the set has it (else as listed): a candidate
+    is screened there, where it most often passes, so a candidate failing it costs one simulation."""
+    nominal = tech.corner_sets["nominal"][0].name
+    return tuple(sorted(corners, key=lambda c: c.name != nominal))
+
+
+def _worst(values: list, lower_is_worse: bool, missing_is_infinite: bool = False):
+    present = [v for v in values if v is not None]
+    if missing_is_infinite:
+        return min(present) if present else None
+    if len(present) < len(values) or not present:
+        return None  # unmeasured at some corner: the spec cannot be shown to hold there
+    return min(present) if lower_is_worse else max(present)
+
+
+def _worst_device(ops: list[DeviceOp], itail_a: float | None) -> DeviceOp:
+    """One device's worst corner: out of saturation first, then the least saturation margin; M5 with a tail-current
+    spec, the current farthest from it."""
+    if itail_a is not None and ops[0].name == "M5":
+        return max(ops, key=lambda d: abs(math.log10(max(d.id_a, 1e-30) / itail_a)))
+    return min(ops, key=lambda d: (d.region == "saturation", d.saturation_margin_v))
+
+
+def worst_result(simulated: list[tuple[Corner, SimResult]], specs: Specs | None = None) -> SimResult:
+    """One result standing for a design at all its simulated corners: the worst status; each figure at its worst
+    corner (`LOWER_IS_WORSE`, `HIGHER_IS_WORSE`, the largest |offset|); healthy only when healthy everywhere, the
+    flags named by corner. A spec met by it is met at every one of those corners (figures that combine two, such
+    as the swing, are at least as bad as at any corner). The sweep and `corner` are the first corner's."""
+    corners = [c for c, _ in simulated]
+    results = [r for _, r in simulated]
+    first = results[0]
+    worst_status = min(results, key=lambda r: _STATUS_ORDER[r.status])
+    reason = None if worst_status.status == Status.OK else \
+        f"{corners[results.index(worst_status)].name}: {worst_status.reason}"
+    metrics = None
+    if all(r.metrics is not None for r in results):
+        values = {}
+        for key in ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db", "power_w"):
+            values[key] = _worst([getattr(r.metrics, key) for r in results], key != "power_w", key == "gm_db")
+        metrics = Metrics(**values)
+    health = None
+    if all(r.health is not None for r in results):
+        itail = specs.itail_a if specs is not None else None
+        names = [d.name for d in first.health.devices]
+        by_name = [{d.name: d for d in r.health.devices} for r in results]
+        devices = tuple(_worst_device([ops[n] for ops in by_name if n in ops], itail) for n in names)
+        flags = tuple(f"{c.name}: {flag}" for c, r in simulated for flag in r.health.flags)
+        health = Health(vout_v=first.health.vout_v, vdd_v=first.health.vdd_v, devices=devices, flags=flags)
+    signoff = None
+    if all(r.signoff is not None for r in results):
+        figures: dict = {}
+        for f in dataclasses.fields(Signoff):
+            values = [getattr(r.signoff, f.name) for r in results]
+            if f.name in LOWER_IS_WORSE or f.name in HIGHER_IS_WORSE:
+                figures[f.name] = _worst(values, f.name in LOWER_IS_WORSE)
+            elif f.name == "offset_v":
+                present = [v for v in values if v is not None]
+                figures[f.name] = max(present, key=abs) if len(present) == len(values) else None
+            elif f.name == "ugb_shelf":
+                figures[f.name] = any(values)
+            elif f.name == "problems":
+                figures[f.name] = tuple(f"{c.name}: {p}" for c, r in simulated for p in r.signoff.problems)
+            else:  # estimates no spec reads (pole and zero positions): the first corner's
+                figures[f.name] = values[0]
+        signoff = Signoff(**figures)
+    return dataclasses.replace(first, status=worst_status.status, reason=reason, metrics=metrics, health=health,
+                               signoff=signoff, seconds=sum(r.seconds for r in results))
+
+
+def _key(design: Design) -> tuple:
+    return tuple(design.to_dict().values())
+
+
+class CornerPool:
+    """A pool that simulates each design at every corner (screening first, see the module docstring) and yields one
+    worst-corner result per design, like `SimulatorPool.map`; `results(design)` gives its per-corner results."""
+
+    def __init__(self, pool, corners: tuple[Corner, ...], tech: Technology, specs: Specs,
+                 bias: str = Bias.TRACK_VDD) -> None:
+        if not corners:
+            raise ConfigError("{corners}: no corners given; use a set such as all or nominal")
+        self.pool, self.corners, self.specs, self.bias = pool, screening_order(corners, tech), specs, bias
+        self.simulated: dict[tuple, list[tuple[Corner, SimResult]]] = {}
+        self.simulations = 0
+        """Simulations run so far (every corner of every design)."""
+
+    @property
+    def max_cost(self) -> int:
+        """The most simulations one design can cost: one per corner."""
+        return len(self.corners)
+
+    def cost(self, result: SimResult) -> int:
+        """Simulations a result (as yielded by `map`) cost: 1 when it failed the screening corner, else every corner."""
+        return len(self.simulated[_key(result.design)])
+
+    def results(self, design: Design) -> list[tuple[Corner, SimResult]]:
+        """(corner, result) for each corner the design was simulated at, the screening corner first."""
+        return list(self.simulated.get(_key(design), []))
+
+    def _map(self, designs: list[Design], config: SimConfig, corner: Corner) -> list[SimResult]:
+        out: list[SimResult | None] = [None] * len(designs)
+        for index, result in self.pool.map(designs, dataclasses.replace(config, corner=corner, bias=self.bias)):
+            out[index] = result
+        self.simulations += len(designs)
+        return out  # type: ignore[return-value]
+
+    def map(self, designs: Iterable[Design], config: SimConfig) -> Iterator[tuple[int, SimResult]]:
+        """Yield (index, worst-corner result) for every design: all designs at the screening corner, then those that
+        clear the specs there at each other corner (one batch per corner, in parallel over designs)."""
+        designs = list(designs)
+        screen, *others = self.corners
+        first = self._map(designs, config, screen)
+        for design, result in zip(designs, first):
+            self.simulated[_key(design)] = [(screen, result)]
+        passing = [i for i, r in enumerate(first) if result_shortfall(r, self.specs) == 0.0]
+        for corner in others:
+            if not passing:
+                break
+            for i, result in zip(passing, self._map([designs[i] for i in passing], config, corner)):
+                self.simulated[_key(designs[i])].append((corner, result))
+        for index, design in enumerate(designs):
+            yield index, worst_result(self.simulated[_key(design)], self.specs)
+
+
+@dataclass
+class CornerSizeResult:
+    """A corner-aware sizing run: the loop's result (its best scored by the worst corner) and the best design's
+    per-corner report against the user's specs (only its screening corner when it failed there)."""
+
+    result: SizeResult
+    corners: tuple[Corner, ...]
+    report: CornerReport | None
+    """One row per corner the best design was simulated at; None when nothing was simulated."""
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Corners the best design was not simulated at (it failed the screening corner)."""
+        done = {row.corner.name for row in self.report.rows} if self.report else set()
+        return tuple(c.name for c in self.corners if c.name not in done)
+
+
+def saturation_deficit(result: SimResult, rule: HealthRule = V2_HEALTH, scale_v: float = 0.1) -> float:
+    """How far an unhealthy result's devices are from the rule's saturation margin, summed, per `scale_v` (0 for a
+    healthy one): a slope towards health where the flat penalty has none."""
+    if result.health is None or result.health.healthy:
+        return 0.0
+    floor = rule.min_saturation_margin_v
+    return sum(max(0.0, floor - d.saturation_margin_v) for d in result.health.devices) / scale_v
+
+
+def corner_score(goal: Objective, scale_v: float = CornerSizeConfig.deficit_scale_v) -> Score:
+    """The loop's ranking (by the objective when it improves, else default_rank) of a worst-corner result, with its
+    saturation deficit added to the shortfall (still 0 exactly when every spec holds on a healthy design)."""
+    base = objective_rank(goal) if goal.improves else default_rank
+
+    def rank(result: SimResult, specs: Specs) -> tuple:
+        key = base(result, specs)
+        return (key[0] + saturation_deficit(result, scale_v=scale_v),) + tuple(key[1:])
+
+    return rank
+
+
+def robust_rows(table: pd.DataFrame | None, headroom_v: float) -> pd.DataFrame | None:
+    """The training rows whose smallest saturation margin is at least `headroom_v` (all rows when none is)."""
+    if table is None or "min_saturation_margin_v" not in table.columns:
+        return table
+    robust = table[table["min_saturation_margin_v"] >= headroom_v]
+    return robust if len(robust) else table
+
+
+def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
+                    config: SizeConfig = SizeConfig(), pool=None, *, corner_config: CornerSizeConfig = CornerSizeConfig(),
+                    testbench: str = "feedback", resources: SizingResources | None = None,
+                    **size_options) -> CornerSizeResult:
+    """`icgen.sizing.loop.size` scored by the worst corner of `corners` (`corner_score`); "met" means met at every
+    corner. `config.budget` counts simulations; retrieval searches `robust_rows`; `size_options` go to `size`
+    (table, progress, cancel, ...)."""
+    if pool is None:
+        with SimulatorPool() as own:
+            return size_at_corners(specs, tech, corners, config, own, corner_config=corner_config,
+                                   testbench=testbench, resources=resources, **size_options)
+    bias = corner_config.bias
+    if resources is not None:
+        resources = dataclasses.replace(resources, table=robust_rows(resources.table,
+                                                                     corner_config.retrieval_headroom_v))
+    if size_options.get("table") is not None:
+        size_options["table"] = robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
+    corner_pool = CornerPool(pool, corners, tech, config.target_specs(specs), bias)
+    result = size(specs, tech, config, corner_pool, testbench=testbench, resources=resources,
+                  score=corner_score(objective(config.objective), corner_config.deficit_scale_v), **size_options)
+    report = None
+    if result.best is not None:
+        simulated = tuple(corner_pool.results(result.best.result.design))
+        report = corner_report(result.best.result.design, tech, simulated, specs,
+                               CornerSignoffConfig(testbench=testbench, bias=bias))
+    return CornerSizeResult(result=result, corners=corner_pool.corners, report=report)
+
