@@ -181,6 +181,18 @@ def main() -> None:
     """icgen: size and verify a two-stage Miller op-amp with ngspice."""
 
 
+def _design_argument(design_file: str | None):
+    """The design a DESIGN_FILE argument names (JSON, an answer, or - for stdin); the example answer without one."""
+    if not design_file:
+        return EXAMPLE_DESIGN
+    if design_file != "-" and not Path(design_file).is_file():
+        raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
+    parsed = _read_stdin() if design_file == "-" else read_design_file(design_file)
+    if parsed.problems or parsed.design is None:
+        raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
+    return parsed.design
+
+
 @main.command()
 @click.argument("design_file", required=False, type=click.Path(dir_okay=False))
 @_variable_options
@@ -200,15 +212,7 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
     from .sim.validate import range_problems
 
     technology = _tech(tech, corner)
-    if design_file:
-        if design_file != "-" and not Path(design_file).is_file():
-            raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
-        parsed = _read_stdin() if design_file == "-" else read_design_file(design_file)
-        if parsed.problems or parsed.design is None:
-            raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
-        design = parsed.design
-    else:
-        design = EXAMPLE_DESIGN
+    design = _design_argument(design_file)
     overrides = {}
     for key, raw in variables.items():
         if raw is None:
@@ -893,15 +897,7 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
     chosen = technology.corner_set(corners)
     given = {k: v for k, v in spec_texts.items() if v is not None}
     specs = specs_from_options(given) if given else None
-    if design_file:
-        if design_file != "-" and not Path(design_file).is_file():
-            raise UserError(f"{design_file}: no such file; give a JSON design or an answer in the original format")
-        parsed = _read_stdin() if design_file == "-" else read_design_file(design_file)
-        if parsed.problems or parsed.design is None:
-            raise UserError(f"{design_file}: {_problems_line(parsed.problems)}")
-        design = parsed.design
-    else:
-        design = EXAMPLE_DESIGN
+    design = _design_argument(design_file)
     problems = range_problems(design, technology)
     if problems:
         raise UserError(_problems_line(problems))

@@ -57,12 +57,7 @@ def plot_bode(result: SimResult, path: str | Path, title: str | None = None) -> 
     if m is not None and m.gain_db is not None:
         heading += f": {m.gain_db:.1f} dB"
     fig.suptitle(heading)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_bode_corners(results: list[SimResult], path: str | Path, title: str | None = None) -> Path:
@@ -86,6 +81,11 @@ def plot_bode_corners(results: list[SimResult], path: str | Path, title: str | N
     for ax in (ax_gain, ax_phase):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title or f"{drawn[0].tech}, {drawn[0].testbench} testbench: {len(drawn)} corners")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay the figure out, write it as a PNG (folders made) and close it."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
