@@ -272,7 +272,7 @@ def test_malformed_requests_never_get_a_500_or_a_stack_trace(tmp_path):
              "/api/nothing", "/api/info"]
     codes: dict[int, int] = {}
     with client(tmp_path, queue=2) as c:
-        for i in range(600):
+        for i in range(1000):
             path = rng.choice(paths)
             kind = i % 4
             if kind == 0:
