@@ -26,8 +26,10 @@ def rank_rows(table: pd.DataFrame, specs: Specs, goal: Objective | None = None) 
     weak = (work[regions] != "saturation").any(axis=1).to_numpy() if regions else np.zeros(len(work), dtype=bool)
     if goal is not None and goal.improves:
         names = list(work.columns)
-        value = np.array([goal.value({k: (None if pd.isna(v) else v) for k, v in zip(names, row)})
-                          for row in work.itertuples(index=False)]) if len(work) else np.zeros(0)
-        value = np.where(short == 0.0, np.nan_to_num(value, nan=np.inf), 0.0)
+        feasible = np.flatnonzero(short == 0.0)  # the objective orders only the rows that meet every spec
+        value = np.zeros(len(work))
+        value[feasible] = [goal.value({k: (None if pd.isna(v) else v) for k, v in zip(names, row)})
+                           for row in work.iloc[feasible].itertuples(index=False)]
+        value = np.nan_to_num(value, nan=np.inf)
         return work.iloc[np.lexsort((power, worst, weak, value, short))]
     return work.iloc[np.lexsort((power, worst, weak, short))]  # among equals, strong inversion first
