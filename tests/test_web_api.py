@@ -266,10 +266,13 @@ def test_malformed_requests_never_get_a_500_or_a_stack_trace(tmp_path):
     pieces = ["{", "}", "[", "]", '"', ":", ",", "null", "true", "1e999", "-0", "\\u0000", "\x00", "é", " ",
               '"specs"', '"gain"', '"38dB"', '"budget"', "9" * 40, '"text"', "<script>"]
     values = [None, True, -1, 0, 1.5, 10 ** 30, "", "38dB", "x" * 200, [], {}, {"gain": "38dB"}, [1, 2], "\x00",
-              "1e999", "NaN", "-38dB", "38dB" * 30, "30nV/rtHz@2kHz", "1%", "0.1%", "12MHz", "1Meg"]
-    fields = ["specs", "budget", "tech", "model", "text", "simulate", "gain", "zzz", ""]
+              "1e999", "NaN", "-38dB", "38dB" * 30, "30nV/rtHz@2kHz", "1%", "0.1%", "12MHz", "1Meg", "all",
+              "nominal,tt_1.2V_27C", "max-ugb", "0.5dB,1deg", "tt_9V_27C"]
+    fields = ["specs", "budget", "tech", "model", "text", "simulate", "gain", "zzz", "", "objective", "margin",
+              "corners"]
     paths = ["/api/size", "/api/validate", "/api/jobs/" + "a" * 32, "/api/jobs/xyz", "/api/jobs/" + "a" * 32 + "/lease",
-             "/api/nothing", "/api/info"]
+             "/api/nothing", "/api/info", "/api/dataset", "/api/model-card", "/api/eval-report",
+             "/api/dataset/figures/x.png"]
     codes: dict[int, int] = {}
     with client(tmp_path, queue=2) as c:
         for i in range(1000):
@@ -281,11 +284,12 @@ def test_malformed_requests_never_get_a_500_or_a_stack_trace(tmp_path):
                 body = json.dumps({rng.choice(fields): rng.choice(values) for _ in range(rng.randint(0, 4))}).encode()
             elif kind == 2:
                 specs = {rng.choice(list(SPEC_OPTIONS.values()) + ["zzz"]): rng.choice(values) for _ in range(3)}
-                body = json.dumps({**good, "specs": specs, "budget": rng.choice(values)}).encode()
+                body = json.dumps({**good, "specs": specs, "budget": rng.choice(values),
+                                   rng.choice(["objective", "margin", "corners"]): rng.choice(values)}).encode()
             else:
                 body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
             headers = {"content-type": rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded"])}
-            right = "GET" if path in ("/api/info", "/api/jobs/" + "a" * 32, "/api/jobs/xyz") else "POST"
+            right = "POST" if path in ("/api/size", "/api/validate") or path.endswith("/lease") else "GET"
             method = right if rng.random() < 0.85 else rng.choice(["GET", "PUT", "DELETE", "PATCH"])
             answer = c.request(method, path, content=body, headers=headers)
             codes[answer.status_code] = codes.get(answer.status_code, 0) + 1

@@ -1,7 +1,8 @@
 """The page of `icgen serve` in a real browser (Debian's chromium driven by Selenium) against a real server on a free
 loopback port, with ngspice: size for 38 dB / 52 degrees and read the table, re-simulate the shown netlist, see a bad
-unit's message beside its field, see an injected answer refused and shown as text, and save a screenshot
-(out/test-artifacts/icgen-serve.png)."""
+unit's message beside its field, see an injected answer refused and shown as text (pasted, and read from an
+uploaded file), see the objective and corner options and a bad margin's message, open the dataset page, and save
+screenshots (out/test-artifacts/icgen-serve*.png)."""
 from __future__ import annotations
 
 import json
@@ -158,3 +159,45 @@ def test_a_pasted_injected_answer_is_refused_and_shown_as_text(server, browser):
     assert browser.execute_script("return window.__pwned") is None
     assert not Path("/tmp/icgen-pwned").exists()
     browser.save_screenshot(str(ARTIFACTS / "icgen-serve-validate.png"))
+
+
+def test_an_uploaded_injected_file_goes_the_pastes_way_and_is_refused(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    upload = tmp_path / "answer.txt"
+    upload.write_text(INJECTED)
+    browser.get(server + "/")
+    _wait(browser, lambda d: d.find_elements(By.ID, "validate-file"), 30)
+    browser.find_element(By.ID, "validate-file").send_keys(str(upload))
+    _wait(browser, lambda d: d.find_element(By.ID, "validate-text").get_attribute("value"), 10)
+    assert browser.find_element(By.ID, "validate-text").get_attribute("value") == INJECTED
+    browser.find_element(By.ID, "validate-button").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "validate-result").is_displayed(), 30)
+    assert browser.find_element(By.ID, "validate-verdict").text.startswith("INVALID")
+    assert ".control" in browser.find_element(By.ID, "validate-problems").text
+    assert browser.execute_script("return window.__pwned") is None
+
+
+def test_the_size_form_offers_the_objectives_and_corner_sets_and_the_dataset_page_opens(server, browser):
+    from selenium.webdriver.common.by import By
+
+    from icgen.core.objective import OBJECTIVE_NAMES
+
+    browser.get(server + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#objective option"), 30)
+    assert [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#objective option")] == \
+        list(OBJECTIVE_NAMES)
+    assert [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#corners option")] == \
+        ["", "nominal", "all"]
+    browser.find_element(By.ID, "spec-gain").send_keys("38dB")
+    browser.find_element(By.ID, "margin").clear()
+    browser.find_element(By.ID, "margin").send_keys("2 furlongs")
+    browser.find_element(By.ID, "size-button").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "err-margin").text, 20)
+    assert "2 furlongs" in browser.find_element(By.ID, "err-margin").text
+    browser.find_element(By.LINK_TEXT, "Dataset").click()
+    _wait(browser, lambda d: d.find_elements(By.TAG_NAME, "table"), 60)
+    rows = {r.find_elements(By.TAG_NAME, "td")[0].text for r in browser.find_elements(By.CSS_SELECTOR, "table tr")
+            if r.find_elements(By.TAG_NAME, "td")}
+    assert {"simulated", "working"} <= rows
+    browser.save_screenshot(str(ARTIFACTS / "icgen-serve-dataset.png"))

@@ -473,3 +473,93 @@ def parse_compact(text: str) -> ParsedAnswer:
     if not missing:
         out.design = Design.from_dict(out.values)
     return out
+
+
+FIX_KEEP = "keep"
+"""The fix form's answer for a start that already meets the specs."""
+FIX_MAX_FACTOR = 100.0
+"""The largest scale a fix may apply to a size (and 1/this the smallest)."""
+FIX_MAX_VOLTS = 0.5
+"""The largest step a fix may apply to a bias voltage, in volts."""
+_FIX_SCALE = re.compile(r"([A-Za-z0-9]+)\*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_FIX_SHIFT = re.compile(r"([A-Za-z0-9]+)([+-])([0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def parse_fix(text: str, start: Design | None) -> ParsedAnswer:
+    """Read a fix of `start`: `keep`, or moves such as `C0*1.4 L1*0.7 VB1+0.05` (see `format_fix`).
+
+    Sizes (R0 C0 L1..W5) are scaled: `KEY*FACTOR` with FACTOR in [1/FIX_MAX_FACTOR, FIX_MAX_FACTOR]; the biases
+    VIN and VB1 are shifted: `KEY+VOLTS` or `KEY-VOLTS`, at most FIX_MAX_VOLTS. Each key at most once, keys in any
+    case, nothing else; the design is `start` with the moves applied."""
+    out = ParsedAnswer()
+    if start is None:
+        out.problems.append(Problem("fix", "a fix needs the starting design it changes"))
+        return out
+    lines = _lines(text, out.problems)
+    if lines is None:
+        return out
+    tokens = _tokens(" ".join(lines))
+    if not tokens:
+        out.problems.append(Problem("fix", f"empty; answer {FIX_KEEP} or moves such as C0*1.4 VB1+0.05"))
+        return out
+    if len(tokens) > len(DESIGN_KEYS):
+        out.problems.append(Problem("fix", f"{len(tokens)} tokens; a fix has at most {len(DESIGN_KEYS)} moves, "
+                                           f"nothing was read"))
+        return out
+    values = start.to_dict()
+    if len(tokens) == 1 and _same(tokens[0], FIX_KEEP):
+        out.values, out.design = values, start
+        return out
+    moved: set[str] = set()
+    for number, token in enumerate(tokens, 1):
+        where = f"token {number}"
+        scale, shift = _FIX_SCALE.fullmatch(token), _FIX_SHIFT.fullmatch(token)
+        match = scale or shift
+        if match is None:
+            out.problems.append(Problem(where, f"{shown(token)} is not a move; use KEY*FACTOR for sizes (C0*1.4) "
+                                               f"and KEY+VOLTS or KEY-VOLTS for VIN and VB1 (VB1+0.05), or {FIX_KEEP}"))
+            continue
+        written = match.group(1)
+        key = written.upper() if written.isascii() else written
+        if key not in DESIGN_KEYS:
+            out.problems.append(Problem(_clip(written), f"unknown variable; use {' '.join(DESIGN_KEYS)}"))
+            continue
+        if key in moved:
+            out.problems.append(Problem(key, "moved twice"))
+            continue
+        moved.add(key)
+        log_scale = VARIABLE_BY_KEY[key].log_scale
+        amount = float(match.group(3) if shift else match.group(2))
+        if log_scale and not scale:
+            out.problems.append(Problem(key, f"a size is scaled, not shifted: write {key}*FACTOR"))
+        elif not log_scale and not shift:
+            out.problems.append(Problem(key, f"a bias is shifted in volts, not scaled: write {key}+VOLTS"))
+        elif scale and not 1 / FIX_MAX_FACTOR <= amount <= FIX_MAX_FACTOR:
+            out.problems.append(Problem(key, f"factor {amount:g} is outside [{1 / FIX_MAX_FACTOR:g}, "
+                                             f"{FIX_MAX_FACTOR:g}]"))
+        elif shift and amount > FIX_MAX_VOLTS:
+            out.problems.append(Problem(key, f"a step of {amount:g} V is over {FIX_MAX_VOLTS:g} V"))
+        elif scale:
+            values[key] *= amount
+        else:
+            values[key] += amount if match.group(2) == "+" else -amount
+    out.values = values
+    if not out.problems:
+        out.design = Design.from_dict(values)
+    return out
+
+
+def format_fix(start: Design, design: Design, digits: int = 2) -> str:
+    """The fix that turns `start` into `design`, as `parse_fix` reads it: `keep`, or one move per changed variable
+    in DESIGN_KEYS order (factors and volts with `digits` significant digits)."""
+    a, b = start.to_dict(), design.to_dict()
+    moves = []
+    for key in DESIGN_KEYS:
+        if VARIABLE_BY_KEY[key].log_scale:
+            factor = b[key] / a[key]
+            if not math.isclose(factor, 1.0, rel_tol=1e-6):
+                moves.append(f"{key}*{factor:.{digits}g}")
+        elif not math.isclose(a[key], b[key], abs_tol=1e-9):
+            step = b[key] - a[key]
+            moves.append(f"{key}{'+' if step > 0 else '-'}{abs(step):.{digits}g}")
+    return " ".join(moves) if moves else FIX_KEEP

@@ -151,6 +151,9 @@ SPEC_KINDS: dict[str, SpecKind] = {k.key: k for k in (
 """Spec key -> SpecKind, in the order specs are reported."""
 SPEC_KEYS: tuple[str, ...] = ("gain_db", "ugb_hz", "pm_deg", "gm_db", "bw3db_hz", "power_w")
 """The six open-loop metrics in spec order: the surrogate's outputs, eval's error columns and the model's prompt."""
+UGB_BENCHES = ("buffer_ac",)
+"""Sign-off benches every candidate gets when a UGB is asked for (icgen.core.signoff's shelf rule): the loop, the
+eval and the fix-pair draw simulate alike."""
 SHORTFALL_SCALE = {k: kind.scale for k, kind in SPEC_KINDS.items() if not kind.log}
 LOG_METRICS = ("ugb_hz", "bw3db_hz", "power_w")
 """Metrics measured in decades (the others in dB or degrees, divided by SHORTFALL_SCALE)."""

@@ -286,11 +286,11 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
         retrieved.append(design_of(ranked.iloc[0]) if len(ranked) else None)
     start = time.perf_counter()
     completions = complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, temperature=0.0, seed=seed,
-                           max_new_tokens=SizeConfig.max_new_tokens)
+                           max_new_tokens=SizeConfig.max_new_tokens, starts=retrieved)
     if best_of > 1:
         completions += complete(ctx.model, ctx.tokenizer, prompts, fmt=ctx.fmt, num_samples=best_of - 1,
                                 temperature=SizeConfig.temperature, seed=seed, max_new_tokens=SizeConfig.max_new_tokens,
-                                batch_size=max(1, ctx.config.generate_batch // (best_of - 1)))
+                                batch_size=max(1, ctx.config.generate_batch // (best_of - 1)), starts=retrieved)
     shared = (time.perf_counter() - start) / max(len(targets), 1)
     outcomes = []
     for i, target in enumerate(targets):

@@ -26,8 +26,11 @@ class Completion:
 
 def complete(model, tokenizer, prompts: list[str], fmt: str = "compact", num_samples: int = 1,
              temperature: float = 0.0, max_new_tokens: int = 160, batch_size: int = 16,
-             seed: int = 0) -> list[Completion]:
-    """Greedy (temperature 0) or sampled completions, `num_samples` per prompt, in one batched generate per batch."""
+             seed: int = 0, starts: list[Design | None] | None = None) -> list[Completion]:
+    """Greedy (temperature 0) or sampled completions, `num_samples` per prompt, in one batched generate per batch.
+    `starts`: each prompt's starting design, which a fix-format completion changes."""
+    if starts is not None and len(starts) != len(prompts):
+        raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
     import torch
 
     torch.manual_seed(seed)
@@ -48,8 +51,9 @@ def complete(model, tokenizer, prompts: list[str], fmt: str = "compact", num_sam
         new = tokens[:, encoded["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i, text in enumerate(texts):
-            out.append(Completion(prompt_index=start + i // num_samples, text=text.strip(),
-                                  parsed=parse_completion(text, fmt)))
+            index = start + i // num_samples
+            out.append(Completion(prompt_index=index, text=text.strip(),
+                                  parsed=parse_completion(text, fmt, starts[index] if starts else None)))
     return out
 
 
@@ -73,8 +77,11 @@ def spec_prompt(specs: Specs, reference: Metrics | None, fmt: str = "compact", s
     """The prompt the model is trained on, for the user's targets (with headroom) completed from a reference.
 
     Edit formats also show `start`, a (design, simulated metrics) pair: the retrieved design or the loop's best
-    candidate so far; the targets are then completed from the start's metrics."""
+    candidate so far; the targets are then completed from the start's metrics. A format with a `specs_prompt` (fix)
+    shows the user's bounds themselves."""
     form = pair_format(fmt)
+    if form.specs_prompt is not None:
+        return form.specs_prompt(specs, start)
     if form.needs_start:
         return form.prompt(prompt_metrics(specs, start[1] if start else reference), start)
     return form.prompt(prompt_metrics(specs, reference))

@@ -5,6 +5,10 @@
     chat     {"messages": [system, user, assistant]} with the answer format as the assistant's reply
     edit     retrieval-augmented: the targets, a starting design and its simulated metrics -> the improved design
              ("want gain=64.1 ...\nfrom R0=3k ...\nhas gain=58.2 ...\n" -> "R0=3.3k C0=1p ..."), parsed as compact
+    fix      retrieval-augmented with the simulator's verdict: the bounds, a start, its metrics with each missed bound
+             marked `!` -> the moves that make it meet them ("need gain>39.1 pm>50.2 ...\nfrom R0=3k ...\nhas
+             gain=40.2 pm=47.0! ...\n" -> "C0*1.4 R0*0.7", or "keep"), read by core.parse.parse_fix against the
+             start; pairs come from simulated local moves (icgen.llm.fixes)
 
 Formats are looked up by name in `REGISTRY` (`pair_format(name)`); a new format is one new `PairFormat` entry.
 `make_pair(design, metrics, fmt)` builds one pair; `parse_completion(text, fmt)` reads a completion back.
@@ -19,7 +23,8 @@ from typing import TYPE_CHECKING
 from ..core.deck import TEMPLATE, render_answer
 from ..core.design import DESIGN_KEYS, Design, Metrics
 from ..core.errors import IcgenError
-from ..core.parse import ParsedAnswer, parse_answer, parse_compact
+from ..core.parse import ParsedAnswer, format_fix, parse_answer, parse_compact, parse_fix
+from ..core.score import SPEC_KINDS, Specs, check_specs, relaxed_specs
 from ..core.units import format_spice
 
 if TYPE_CHECKING:
@@ -119,12 +124,17 @@ class PairFormat:
     """The prompt for these metrics (and start), ending with the separator."""
     pair: Callable[[Design, Metrics, Start | None], dict]
     """One training example."""
-    parse: Callable[[str], ParsedAnswer]
-    """Read a completion back into a design."""
+    parse: Callable[[str, Design | None], ParsedAnswer]
+    """Read a completion back into a design (fix formats change the start's design; the others ignore it)."""
     trainable: bool = True
     """Whether `icgen train`'s prompt/completion trainer takes it (chat pairs are messages)."""
     needs_start: bool = False
     """The prompt carries a starting design and its metrics (retrieval-augmented); pairs come from `draw_edits`."""
+    specs_prompt: Callable[[Specs, Start], str] | None = None
+    """The prompt written from the user's bounds themselves (rather than from target metrics), when the format has
+    one; `icgen.llm.complete.spec_prompt` uses it."""
+    simulated_pairs: bool = False
+    """Its training pairs come from simulating moves around each start (`icgen.llm.fixes`), not from the table."""
 
 
 def _seed_pair(design: Design, metrics: Metrics, start: Start | None = None) -> dict:
@@ -161,12 +171,50 @@ def _edit_pair(design: Design, metrics: Metrics, start: Start | None) -> dict:
     return {"prompt": edit_prompt(metrics, start), "completion": compact_completion(design)}
 
 
+def _bound(key: str, value: float) -> str:
+    kind = SPEC_KINDS[key]
+    return f"{_COMPACT_NAME[key]}{'<' if kind.bound == 'max' else '>'}{_short(value, _COMPACT_UNIT[key])}"
+
+
+def fix_prompt(specs: Specs, start: Start | None) -> str:
+    """`need <the given open-loop bounds>`, `from <start>`, `has <its metrics, each missed bound marked !>`."""
+    if start is None:
+        raise FormatError("the fix format's prompt needs a starting design and its metrics")
+    design, has = start
+    bounds = {k: v for k, v in specs.core().items()}
+    if not bounds:
+        raise FormatError("the fix format's prompt needs at least one of the open-loop specs "
+                          "(gain, bw, ugb, pm, gm, power)")
+    missed = {c.key for c in check_specs(has, specs) if not c.met and c.key in bounds}
+    need = " ".join(_bound(key, bounds[key]) for _, key, _ in COMPACT_METRICS if key in bounds)
+    shown_has = " ".join(f"{name}={_short(getattr(has, key), unit)}{'!' if key in missed else ''}"
+                         for name, key, unit in COMPACT_METRICS)
+    return f"need {need}\nfrom {compact_completion(design)}\nhas {shown_has}" + SEPARATOR
+
+
+def _fix_pair(design: Design, metrics: Metrics, start: Start | None) -> dict:
+    """The bounds `metrics` meets (relaxed as the eval relaxes them), the start, and the moves from it to `design`."""
+    if start is None:
+        raise FormatError("a fix pair needs a starting design and its metrics")
+    return {"prompt": fix_prompt(relaxed_specs(metrics), start), "completion": format_fix(start[0], design)}
+
+
+def _ignore_start(parse: Callable[[str], ParsedAnswer]) -> Callable[[str, Design | None], ParsedAnswer]:
+    return lambda text, start=None: parse(text)
+
+
+_COMPACT_NAME = {key: name for name, key, _ in COMPACT_METRICS}
+_COMPACT_UNIT = {key: unit for _, key, unit in COMPACT_METRICS}
+
 REGISTRY: dict[str, PairFormat] = {f.name: f for f in (
-    PairFormat("seed", _seed_prompt, _seed_pair, parse_answer),
-    PairFormat("compact", lambda m, start=None: compact_prompt(m) + SEPARATOR, _compact_pair, parse_compact),
+    PairFormat("seed", _seed_prompt, _seed_pair, _ignore_start(parse_answer)),
+    PairFormat("compact", lambda m, start=None: compact_prompt(m) + SEPARATOR, _compact_pair,
+               _ignore_start(parse_compact)),
     PairFormat("chat", lambda m, start=None: "\n".join(x["content"] for x in _chat_messages(m)) + SEPARATOR,
-               _chat_pair, parse_answer, trainable=False),
-    PairFormat("edit", edit_prompt, _edit_pair, parse_compact, needs_start=True),
+               _chat_pair, _ignore_start(parse_answer), trainable=False),
+    PairFormat("edit", edit_prompt, _edit_pair, _ignore_start(parse_compact), needs_start=True),
+    PairFormat("fix", lambda m, start=None: fix_prompt(relaxed_specs(m), start), _fix_pair, parse_fix,
+               needs_start=True, specs_prompt=fix_prompt, simulated_pairs=True),
 )}
 FORMATS: tuple[str, ...] = tuple(REGISTRY)
 
@@ -184,9 +232,9 @@ def make_pair(design: Design, metrics: Metrics, fmt: str, start: Start | None = 
     return pair_format(fmt).pair(design, metrics, start)
 
 
-def parse_completion(text: str, fmt: str) -> ParsedAnswer:
-    """Parse a completion of the given format (chat: the assistant's text)."""
-    return pair_format(fmt).parse(text)
+def parse_completion(text: str, fmt: str, start: Design | None = None) -> ParsedAnswer:
+    """Parse a completion of the given format (chat: the assistant's text; fix: moves applied to `start`)."""
+    return pair_format(fmt).parse(text, start)
 
 
 def completion_text(pair: dict) -> str:

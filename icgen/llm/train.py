@@ -47,6 +47,9 @@ class TrainConfig:
     """Pair format: compact (few tokens), seed (the original long prompt) or edit (targets + a start design)."""
     edits_per_design: int = 1
     """Edit format only: pairs drawn per target design (each with its own start; see icgen.llm.edits)."""
+    fix_targets: int | None = None
+    """Fix format only: draw training pairs for the first N training targets of a seeded shuffle (None: all);
+    drawing simulates about 60 moves per start that misses (icgen.llm.fixes)."""
     split_kind: str = "heldout"
     """Which split to train and validate on: heldout or random."""
     train_subset: int | None = None
@@ -118,6 +121,7 @@ class TrainConfig:
             (self.train_subset is None or self.train_subset >= 1, "train_subset must be >= 1 or null"),
             (self.lora_layers is None or self.lora_layers >= 1, "lora_layers must be >= 1 or null"),
             (self.edits_per_design >= 1, "edits_per_design must be >= 1"),
+            (self.fix_targets is None or self.fix_targets >= 1, "fix_targets must be >= 1 or null"),
         ]
         for ok, message in checks:
             if not ok:
@@ -235,7 +239,7 @@ def load_pairs(config: TrainConfig, split: str, subset: int | None) -> list[dict
 
     try:
         pairs = dataset_pairs(Dataset(config.data).require(), config.format, split, config.split_kind, config.seed,
-                              config.edits_per_design)
+                              config.edits_per_design, config.fix_targets if split == "train" else None)
     except DatasetError as err:
         raise ConfigError(f"data={config.data}: {err}") from err
     order = np.random.default_rng(config.seed).permutation(len(pairs))

@@ -61,6 +61,7 @@ def ask(specs: Specs, model, tokenizer, fmt: str, tech: Technology, *, table=Non
     if not pair_format(fmt).needs_start:
         source = "not used by the " + fmt + " format"
     prompt = spec_prompt(specs, reference, fmt, start)
-    completion = complete(model, tokenizer, [prompt], fmt=fmt, max_new_tokens=max_new_tokens)[0]
+    completion = complete(model, tokenizer, [prompt], fmt=fmt, max_new_tokens=max_new_tokens,
+                          starts=[start[0] if start else None])[0]
     report = validate_parsed(completion.parsed, tech, run_simulation=simulate)
     return Asked(prompt, source, completion.text, report)

@@ -6,12 +6,11 @@ from dataclasses import dataclass, replace
 from ..core.corner import BIASES, Bias
 from ..core.errors import ConfigError
 from ..core.objective import DEFAULT_OBJECTIVE, Margin, objective
+from ..core.score import UGB_BENCHES  # noqa: F401 - the loop's and the eval's name for it
 
 STEP_NAMES = ("retrieval", "surrogate", "model", "refine", "local", "improve")
 """The loop's steps (icgen.sizing.loop.STEPS holds their functions)."""
 DEFAULT_STEPS = STEP_NAMES
-UGB_BENCHES = ("buffer_ac",)
-"""Sign-off benches every candidate gets when a UGB is asked for (icgen.core.signoff's shelf rule)."""
 MAX_BUDGET = 100_000
 """The most simulations one sizing run may spend."""
 MODEL_FIRST_STEPS = ("retrieval", "model", "surrogate", "refine", "local", "improve")

@@ -153,7 +153,8 @@ class ModelProposer:
         prompt = spec_prompt(specs, reference, self.fmt, start)
         completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt,
                                num_samples=samples, max_new_tokens=config.max_new_tokens,
-                               temperature=config.temperature if samples > 1 else 0.0, seed=config.seed)
+                               temperature=config.temperature if samples > 1 else 0.0, seed=config.seed,
+                               starts=[start[0] if start else None])
         designs, invalid = usable_designs(completions, self.tech)
         return Proposal([c.text for c in completions], designs, invalid)
 

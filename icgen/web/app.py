@@ -1,6 +1,10 @@
 """The FastAPI app: the page, its assets and the JSON API (OpenAPI at /openapi.json).
 
-    app = create_app(ServeConfig(), runner, techs={"ptm65": tech}, models=("none",))
+    app = create_app(ServeConfig(), runner, techs={"ptm65": tech}, models=("none",),
+                     data_dir=Path("data/ptm65-v2"), model_dirs={"none": None})
+
+Beside the sizing page, read-only pages show the dataset's statistics (/dataset), the served model's card (/model)
+and the newest eval report (/report); every text in them is escaped (icgen.web.pages).
 
 Handlers parse the request, call one stage function (or queue a job) and answer JSON. Bad input is a 4xx with
 {"error": message, "field": name}, never a stack trace; Host and Origin are checked against DNS rebinding and
@@ -14,13 +18,14 @@ import re
 import threading
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,14 +34,17 @@ from ..core.deck import Sweep, render_answer, render_circuit, render_subckt
 from ..core.design import Design
 from ..core.errors import SPEC_OPTIONS, IcgenError
 from ..core.measure import bode
-from ..core.parse import parse_design_text
+from ..core.objective import OBJECTIVES, objective, parse_margin
+from ..core.parse import MAX_ANSWER_BYTES, parse_design_text
 from ..core.score import SPEC_HELP, SPEC_KINDS, specs_from_options
 from ..core.tech import Technology
-from ..sizing.config import MAX_BUDGET
+from ..data.dataset import Dataset
+from ..sizing.config import MAX_BUDGET, CornerSizeConfig, SizeConfig
+from . import pages
 from .config import ServeConfig
 from .jobs import Busy, JobManager, Runner
 from .store import JOB_ID, ResultStore
-from .svg import bode_svg
+from .svg import bar_svg, bode_svg
 
 log = logging.getLogger("icgen.web")
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -86,6 +94,12 @@ class SizeRequest(BaseModel):
     budget: int | None = Field(None, ge=1, le=MAX_BUDGET, description="Most simulations to spend.")
     tech: str | None = Field(None, max_length=100, description="A technology the server was started with, by name.")
     model: str | None = Field(None, max_length=100, description="A model the server was started with, or 'none'.")
+    objective: str | None = Field(None, max_length=40, description="What to optimise once the specs are met: "
+                                  + ", ".join(OBJECTIVES) + f" (default {SizeConfig.objective}).")
+    margin: str | None = Field(None, max_length=100, description="How far inside every bound a reported design "
+                               f"stays, as --margin takes it (default {SizeConfig.margin.text()}; 0 for none).")
+    corners: str | None = Field(None, max_length=200, description="Meet the specs at every corner of a set of the "
+                                "technology (all, nominal) or a comma-separated list of sets and corners.")
 
 
 class ValidateRequest(BaseModel):
@@ -191,15 +205,20 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
 
 
 def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology], models: tuple[str, ...],
-               on_close=None) -> FastAPI:
+               on_close=None, data_dir: Path | None = None, model_dirs: dict[str, Path | None] | None = None) -> FastAPI:
     """The app over a job runner, the server's technologies (by name; the first is the default) and model names
-    (the first is the default; 'none' means retrieval and local search only)."""
+    (the first is the default; 'none' means retrieval and local search only); `data_dir` is the dataset the runner
+    retrieves from and `model_dirs` each model's run folder (None: none), shown read-only on their pages."""
     if not techs or not models:
         raise ValueError("the server needs at least one technology and one model name")
     store = ResultStore(config.results)
     manager = JobManager(runner, store, config)
     default_tech, default_model = next(iter(techs)), models[0]
     validations = threading.BoundedSemaphore(config.jobs)
+    dataset = Dataset(data_dir) if data_dir is not None else None
+    model_dirs = dict(model_dirs or {})
+    dataset_cache: list[dict] = []
+    dataset_lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -270,7 +289,12 @@ def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology]
                           for key, name in SPEC_OPTIONS.items()],
                 "default_budget": config.default_budget, "max_budget": config.max_budget, "lease_s": config.lease_s,
                 "poll_s": config.poll_s, "jobs": config.jobs, "queue": config.queue,
-                "max_body_bytes": config.max_body_bytes}
+                "max_body_bytes": config.max_body_bytes, "max_answer_bytes": MAX_ANSWER_BYTES,
+                "objectives": [{"name": o.name, "what": o.what} for o in OBJECTIVES.values()],
+                "default_objective": SizeConfig.objective, "default_margin": SizeConfig.margin.text(),
+                "corner_sets": {name: list(t.corner_sets) for name, t in techs.items()},
+                "budget_per_corner": CornerSizeConfig.budget_per_corner,
+                "pages": {"dataset": dataset is not None, "models": [m for m in models if model_dirs.get(m)]}}
 
     @app.post("/api/size", status_code=202, summary="Start a sizing job; 429 when the queue is full")
     def start_size(body: SizeRequest):
@@ -279,16 +303,35 @@ def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology]
             specs_from_options(texts)  # the CLI's parse and checks: a bad spec is refused now, by name
         except IcgenError as err:
             return error(422, str(err).splitlines()[0], spec_field(err))
-        budget = body.budget or config.default_budget
-        if budget > config.max_budget:
-            return error(422, f"budget: {budget} simulations is above this server's limit of {config.max_budget}",
-                         "budget")
+        goal = body.objective or SizeConfig.objective
+        margin = SizeConfig.margin.text() if body.margin is None or not body.margin.strip() else body.margin.strip()
+        try:
+            objective(goal)  # the core's checks, and their one-line messages, as `icgen size` gives them
+        except IcgenError as err:
+            return error(422, str(err).splitlines()[0], "objective")
+        try:
+            parse_margin(margin)
+        except IcgenError as err:
+            return error(422, str(err).splitlines()[0], "margin")
         try:
             tech, model = pick("tech", body.tech, techs), pick("model", body.model, models)
         except LookupError as err:
             return error(422, str(err), "tech" if str(err).startswith("tech") else "model")
+        corners = body.corners.strip() if body.corners and body.corners.strip() else None
+        if corners is not None:
+            try:
+                chosen = techs[tech].corner_set(corners)
+            except IcgenError as err:
+                return error(422, str(err).splitlines()[0], "corners")  # the CLI's message
+            budget = CornerSizeConfig().budget(body.budget, len(chosen))
+        else:
+            budget = body.budget or config.default_budget
+        if budget > config.max_budget:
+            return error(422, f"budget: {budget} simulations is above this server's limit of {config.max_budget}",
+                         "budget")
         try:
-            job = manager.submit({"specs": texts, "budget": budget, "tech": tech, "model": model}, budget)
+            job = manager.submit({"specs": texts, "budget": budget, "tech": tech, "model": model, "objective": goal,
+                                  "margin": margin, "corners": corners}, budget)
         except Busy as err:
             return error(429, str(err), headers={"Retry-After": "5"})
         return {"id": job.id, "state": str(job.state), "lease_s": config.lease_s}
@@ -380,5 +423,80 @@ def create_app(config: ServeConfig, runner: Runner, techs: dict[str, Technology]
             out["bode_svg"] = bode_svg(sim.frequency_hz.tolist(), gain_db.tolist(), phase_deg.tolist(),
                                        title="icgen validate")
         return clean(out)
+
+    # ---- read-only pages: the dataset, the model card, the newest eval report
+    def unavailable(err: pages.PageUnavailable, field: str) -> JSONResponse:
+        return error(404, str(err).splitlines()[0], field)
+
+    def dataset_view() -> dict:
+        if dataset is None:
+            raise pages.PageUnavailable("this server was started without a dataset (--data none)")
+        with dataset_lock:  # computed once: the table is read and summarised on the first request
+            if not dataset_cache:
+                dataset_cache.append(clean(pages.dataset_view(dataset)))
+            return dataset_cache[0]
+
+    def model_view(name: str | None) -> dict:
+        name = name or default_model
+        if name not in models:
+            raise pages.PageUnavailable(f"model {name[:40]!r} is not served here; use one of {', '.join(models)}")
+        return pages.model_card_view(model_dirs.get(name), name)
+
+    def html(title: str, build) -> HTMLResponse:
+        try:
+            return HTMLResponse(pages.render_page(title, build()))
+        except pages.PageUnavailable as err:
+            return HTMLResponse(pages.render_page(title, [], status_line=str(err).splitlines()[0]), status_code=404)
+
+    @app.get("/api/dataset", summary="The served dataset's summary, as icgen data stats computes it")
+    def get_dataset():
+        try:
+            return dataset_view()
+        except pages.PageUnavailable as err:
+            return unavailable(err, "data")
+
+    @app.get("/api/dataset/status.svg", summary="The dataset's designs by status, as an SVG bar chart")
+    def dataset_status_svg():
+        try:
+            counted = dataset_view()["counts"]
+        except pages.PageUnavailable as err:
+            return unavailable(err, "data")
+        keys = ("working", "ok_but_unhealthy", "not_amplifier", "failed")
+        svg = bar_svg(list(keys), [float(counted.get(k, 0)) for k in keys],
+                      title=f"{counted.get('simulated', 0)} simulated designs by status")
+        return Response(svg, media_type="image/svg+xml")
+
+    @app.get("/api/dataset/figures/{name}", summary="A figure icgen data stats wrote for the dataset (PNG)")
+    def dataset_figure(name: str = PathParam(pattern=r"^[A-Za-z0-9_-]{1,60}\.png$")):
+        path = pages.figure_path(dataset, name) if dataset is not None else None
+        if path is None:
+            return error(404, f"no figure {name!r}; the dataset page lists those icgen data stats wrote", "name")
+        return FileResponse(str(path), media_type="image/png")
+
+    @app.get("/dataset", include_in_schema=False)
+    def dataset_page():
+        return html("dataset", lambda: pages.dataset_sections(dataset_view()))
+
+    @app.get("/api/model-card", summary="The served model's card (README.md), config and metrics, as written")
+    def get_model_card(name: str | None = Query(None, max_length=100)):
+        try:
+            return model_view(name)
+        except pages.PageUnavailable as err:
+            return unavailable(err, "name")
+
+    @app.get("/model", include_in_schema=False)
+    def model_page(name: str | None = Query(None, max_length=100)):
+        return html("model card", lambda: pages.model_sections(model_view(name)))
+
+    @app.get("/api/eval-report", summary="The newest eval report (report.md) under the server's reports folder")
+    def get_eval_report():
+        try:
+            return pages.eval_report_view(Path(config.reports))
+        except pages.PageUnavailable as err:
+            return unavailable(err, "report")
+
+    @app.get("/report", include_in_schema=False)
+    def report_page():
+        return html("eval report", lambda: pages.report_sections(pages.eval_report_view(Path(config.reports))))
 
     return app

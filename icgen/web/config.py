@@ -39,6 +39,8 @@ class ServeConfig:
     """The most simulations one web request may ask for."""
     poll_s: float = 0.5
     """How often the page asks for progress."""
+    reports: str = "bench/results"
+    """Folder of eval runs (one sub-folder each); the report page shows the newest report.md under it."""
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     """Host header names served (against DNS rebinding); the listening host is added when it is not a wildcard."""
 

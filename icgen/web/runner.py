@@ -1,8 +1,12 @@
 """One sizing job as the server runs it: the specs as typed, the loop of icgen.sizing.loop, and a JSON record.
 
     runner = SizingRunner({"ptm65": tech}, {"none": SizingResources.load(model_dir=None)})
-    record = runner({"specs": {"gain": "38dB", "pm": "52"}, "budget": 20, "tech": "ptm65", "model": "none"},
+    record = runner({"specs": {"gain": "38dB", "pm": "52"}, "budget": 20, "tech": "ptm65", "model": "none",
+                     "objective": "min-power", "margin": "0.5dB,1deg,2%", "corners": None},
                     progress=print, cancel=lambda: False)
+
+With `corners` (a corner set or list, as `icgen size --corners` takes it) the loop is scored by the worst corner
+(icgen.sizing.corners.size_at_corners); the record then carries the corner report.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from .. import __version__
 from ..core.deck import render_answer
 from ..core.io import git_sha
 from ..core.measure import bode
+from ..core.objective import parse_margin
 from ..core.score import SPEC_KINDS, format_margin, format_spec, specs_from_options
 from ..core.tech import Technology
 from ..sizing.config import SizeConfig
@@ -30,7 +35,17 @@ def _finite(value):
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
-def result_record(result: SizeResult, tech: Technology, request: dict, seconds: float) -> dict:
+def corner_record(found) -> dict | None:
+    """The best design's per-corner report (icgen.sim.corners.CornerReport.to_dict), each entry naming its corner."""
+    if found is None or found.report is None:
+        return None
+    record = found.report.to_dict()
+    for row, entry in zip(found.report.rows, record["corners"]):
+        entry["corner"] = row.corner.to_dict()
+    return record
+
+
+def result_record(result: SizeResult, tech: Technology, request: dict, seconds: float, corners=None) -> dict:
     """What a finished job shows and keeps: answer, spec table, operating point, sweep, source, cost, provenance."""
     best = result.best
     rows = []
@@ -60,6 +75,10 @@ def result_record(result: SizeResult, tech: Technology, request: dict, seconds: 
         "spec_table": rows, "sweep": sweep,
         "model_texts": result.model_texts[:MAX_MODEL_TEXTS], "invalid_model_answers": result.invalid_model_answers,
         "tech": tech.name, "model": request.get("model"), "specs": request.get("specs"),
+        "objective": request.get("objective") or SizeConfig.objective,
+        "margin": request.get("margin") or SizeConfig.margin.text(), "corners": request.get("corners"),
+        "corner_report": corner_record(corners),
+        "corners_skipped": list(corners.skipped) if corners is not None else [],
         "provenance": {"icgen_version": __version__, "git_sha": git_sha(), "tech": tech.name,
                        "model": request.get("model"), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                     time.gmtime())},
@@ -113,10 +132,19 @@ class SizingRunner:
         started = time.perf_counter()
         specs = specs_from_options(request["specs"])
         tech = self.techs[request["tech"]]
-        config = SizeConfig(budget=request["budget"])
-        result = size(specs, tech, config, self._pool(), resources=self.resources[request["model"]],
-                      progress=progress, cancel=cancel)
-        return result_record(result, tech, request, time.perf_counter() - started)
+        config = SizeConfig(budget=request["budget"], objective=request.get("objective") or SizeConfig.objective,
+                            margin=parse_margin(request.get("margin") or SizeConfig.margin.text()))
+        resources = self.resources[request["model"]]
+        found = None
+        if request.get("corners"):
+            from ..sizing.corners import size_at_corners
+
+            found = size_at_corners(specs, tech, tech.corner_set(request["corners"]), config, self._pool(),
+                                    resources=resources, progress=progress, cancel=cancel)
+            result = found.result
+        else:
+            result = size(specs, tech, config, self._pool(), resources=resources, progress=progress, cancel=cancel)
+        return result_record(result, tech, request, time.perf_counter() - started, corners=found)
 
     def close(self) -> None:
         with self._lock:

@@ -39,7 +39,11 @@ def build_app(config: ServeConfig, tech_names: Sequence[str], model_dir: str | P
         resources = {model_name(model_dir): replace(base, load_model=with_model.load_model, fmt=with_model.fmt),
                      **resources}
     runner = SizingRunner(techs, resources, sim_workers=config.sim_workers, pool_factory=pool_factory)
-    return create_app(config, runner, techs, tuple(resources), on_close=runner.close)
+    model_dirs = {name: None for name in resources}
+    if model_dir is not None:
+        model_dirs[model_name(model_dir)] = Path(model_dir)
+    return create_app(config, runner, techs, tuple(resources), on_close=runner.close,
+                      data_dir=None if data_dir is None else Path(data_dir), model_dirs=model_dirs)
 
 
 def serve(app, config: ServeConfig) -> None:

@@ -83,3 +83,30 @@ def bode_svg(frequency_hz: list[float], gain_db: list[float], phase_deg: list[fl
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def bar_svg(labels: list[str], values: list[float], title: str = "", unit: str = "") -> str:
+    """Horizontal bars, one per label, scaled to the largest value; labels and title are escaped."""
+    from html import escape
+
+    if len(labels) != len(values) or not labels:
+        raise ValueError("bar_svg needs one value per label, and at least one")
+    row_h, label_w, bar_w, value_w = 26, 170, 420, 110
+    top = 30 if title else 8
+    height = top + row_h * len(labels) + 8
+    width = label_w + bar_w + value_w
+    largest = max((v for v in values if math.isfinite(v)), default=0.0) or 1.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">',
+             f'<rect width="{width}" height="{height}" fill="white"/>']
+    if title:
+        parts.append(f'<text x="8" y="20" font-weight="bold">{escape(title)}</text>')
+    for i, (label, value) in enumerate(zip(labels, values)):
+        y = top + i * row_h
+        length = bar_w * max(0.0, value) / largest if math.isfinite(value) else 0.0
+        parts.append(f'<text x="8" y="{y + 17}">{escape(str(label))}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{length:.1f}" height="{row_h - 8}" fill="#4a7ab5"/>')
+        shown = f"{value:g}" if math.isfinite(value) else "—"
+        parts.append(f'<text x="{label_w + length + 6:.1f}" y="{y + 17}">{escape(shown + unit)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -107,12 +107,58 @@ async function start() {
   $("budget").max = info.max_budget;
   fillSelect($("tech"), info.techs);
   fillSelect($("model"), info.models);
+  fillSelect($("objective"), info.objectives.map((o) => o.name));
+  $("objective").value = info.default_objective;
+  $("objective").addEventListener("change", describeObjective);
+  describeObjective();
+  $("margin").value = info.default_margin;
+  $("tech").addEventListener("change", fillCorners);
+  fillCorners();
+  $("validate-file").addEventListener("change", readValidateFile);
   $("size-form").addEventListener("submit", submitSize);
   $("cancel-button").addEventListener("click", () => jobId && api("POST", "/api/jobs/" + jobId + "/cancel"));
   $("copy-answer").addEventListener("click", copyAnswer);
   $("validate-form").addEventListener("submit", submitValidate);
   const match = /job=([0-9a-f]{32})/.exec(location.hash);
   if (match) follow(match[1]);  // a reload finds the same job
+}
+
+function describeObjective() {
+  const chosen = info.objectives.find((o) => o.name === $("objective").value);
+  $("objective-help").textContent = chosen ? "What to optimise once the specs are met: " + chosen.what + "." : "";
+}
+
+function fillCorners() {
+  // Only a technology with corner sets offers them; "" sizes at the technology's own (nominal) models.
+  const sets = info.corner_sets[$("tech").value] || [];
+  const select = $("corners");
+  select.replaceChildren();
+  const none = el("option", "none (nominal models only)");
+  none.value = "";
+  select.appendChild(none);
+  for (const name of sets) {
+    const option = el("option", name + " (budget " + info.budget_per_corner + " per corner unless given)");
+    option.value = name;
+    select.appendChild(option);
+  }
+  $("corners-field").hidden = sets.length === 0;
+}
+
+function readValidateFile() {
+  // The file is read here into the paste box: it then goes the paste's way (same size limit, same checks).
+  $("err-file").textContent = "";
+  const file = $("validate-file").files[0];
+  if (!file) return;
+  const limit = info.max_answer_bytes;
+  if (file.size > limit) {
+    $("err-file").textContent = file.name + ": " + file.size + " bytes is larger than the limit of " + limit +
+      " bytes for an answer";
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => { $("validate-text").value = String(reader.result); };
+  reader.onerror = () => { $("err-file").textContent = file.name + ": could not be read"; };
+  reader.readAsText(file);
 }
 
 async function submitSize(event) {
@@ -123,9 +169,12 @@ async function submitSize(event) {
     const value = $("spec-" + spec.name).value.trim();
     if (value) specs[spec.name] = value;
   }
-  const body = { specs, tech: $("tech").value, model: $("model").value };
+  const body = { specs, tech: $("tech").value, model: $("model").value, objective: $("objective").value,
+                 margin: $("margin").value.trim() };
+  if ($("corners").value) body.corners = $("corners").value;
   const budget = $("budget").value.trim();
-  if (budget) body.budget = Number(budget);
+  // With corners the server's per-corner budget applies unless one is typed over the default
+  if (budget && !(body.corners && Number(budget) === info.default_budget)) body.budget = Number(budget);
   const got = await api("POST", "/api/size", body);
   if (!got.ok) {
     showError(got.data.field, got.data.error || "HTTP " + got.status);
@@ -210,6 +259,7 @@ function showResult(job) {
     cell(tr, row.pass ? "yes" : "NO", row.pass ? "yes" : "no");
     specBody.appendChild(tr);
   }
+  showCorners(result);
   const opBody = $("op-table").querySelector("tbody");
   opBody.replaceChildren();
   const health = result.health;
@@ -243,6 +293,25 @@ function showResult(job) {
   texts.replaceChildren();
   for (const text of result.model_texts) texts.appendChild(el("pre", text, "model-text"));
   $("model-answers").hidden = result.model_texts.length === 0;
+}
+
+function showCorners(result) {
+  const report = result.corner_report;
+  $("corner-result").hidden = !report;
+  if (!report) return;
+  $("corner-summary").textContent = (report.passed ? "Passes at every corner of " : "Does NOT pass every corner of ") +
+    result.corners + " (the spec table shows each figure at its worst corner)" +
+    (result.corners_skipped.length ? "; not simulated: " + result.corners_skipped.join(", ") : "") + ".";
+  const body = $("corner-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const row of report.corners) {
+    const tr = el("tr");
+    cell(tr, row.corner ? row.corner.name : "—");
+    cell(tr, row.status);
+    cell(tr, row.passed ? "yes" : "NO", row.passed ? "yes" : "no");
+    cell(tr, row.why || "");
+    body.appendChild(tr);
+  }
 }
 
 async function copyAnswer() {

@@ -1,0 +1,380 @@
+"""Fix pairs for the `fix` format, drawn by simulation: "from start A, which misses these bounds, make these moves".
+
+How a pair is drawn (`draw_fixes`), for each target design B of a split (a seeded shuffle, the first `targets`):
+- the bounds are B's metrics relaxed as the eval relaxes them (`relaxed_specs`); with probability `drop_share`
+  one to three of them are dropped, so the model also sees the partial specs users type (`--gain 38dB --pm 52`);
+- the start A is what retrieval returns for those bounds from the *training* rows without B (`rank_rows`, the
+  loop's first step): the first row with probability `first_share`, else one of the next `retrieved - 1`;
+- A meets the bounds: the completion is `keep` (a share `keep_share` of these pairs is kept);
+- A misses: every single move of the move set (each size scaled by each of `factors`, each bias shifted by each of
+  `volts`, inside the technology's bounds) is simulated, as the eval simulates (the UGB bench included); the moves
+  that meet the bounds win, the fewest moves first, then the largest worst margin. When no single move meets, the
+  pairs of the `doubles_from` best single moves (on different variables) are simulated too. When nothing meets,
+  the move that cuts the shortfall most is the completion if it cuts it to `improve_ratio` or less (a step the
+  model-loop can build on); otherwise the target gives no pair.
+
+No validation or test design enters training: training pairs take B and A from the training split, validation pairs
+B from validation and A from training. Pairs are cached in the dataset folder (`DATA/pairs/`, one JSON line per
+target, resumable: an interrupted draw continues where it stopped) with their provenance and `FixStats`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
+from ..core.io import write_json_atomic
+from ..core.parse import format_fix
+from ..core.score import SPEC_KEYS, SpecError, Specs, rank_key, relaxed_specs, result_shortfall, shortfall
+from ..core.tech import Technology
+from ..data.dataset import Dataset, design_of, metrics_of
+from .pairs import fix_prompt
+
+PAIRS_DIR = "pairs"
+"""DATA/pairs: cached simulated pairs (one JSON line per target) and their provenance."""
+
+
+@dataclass(frozen=True)
+class FixConfig:
+    """How fix pairs are drawn (see the module docstring); the only source of these defaults."""
+
+    factors: tuple[float, ...] = (0.5, 0.7, 1.4, 2.0)
+    """Scales a single move applies to a size (R0, C0, L1..W5)."""
+    volts: tuple[float, ...] = (-0.05, -0.02, 0.02, 0.05)
+    """Shifts a single move applies to a bias (VIN, VB1), in volts."""
+    doubles_from: int = 8
+    """When no single move meets the bounds: the pairs of this many best single moves are simulated."""
+    improve_ratio: float = 0.7
+    """Without a move that meets: the best one is a pair if it cuts the shortfall to this share or less."""
+    first_share: float = 0.6
+    """Share of starts that are retrieval's first row (the rest: one of the next `retrieved - 1`)."""
+    retrieved: int = 6
+    """How deep into retrieval's ranking starts are drawn."""
+    keep_share: float = 0.3
+    """Share of the starts that already meet their bounds kept as `keep` pairs."""
+    drop_share: float = 0.3
+    """Share of targets with one to three of their bounds dropped."""
+    targets: int | None = None
+    """Draw for the first N targets of a seeded shuffle of the split (None: all)."""
+    chunk: int = 32
+    """Targets simulated together (one pool map per phase)."""
+
+    def __post_init__(self) -> None:
+        from ..core.errors import ConfigError
+
+        checks = [(all(f > 0 and f != 1 for f in self.factors), "fix factors must be positive and not 1"),
+                  (all(v != 0 for v in self.volts), "fix volts must not be 0"),
+                  (self.doubles_from >= 0 and self.retrieved >= 1 and self.chunk >= 1,
+                   "doubles_from >= 0, retrieved >= 1 and chunk >= 1"),
+                  (0 < self.improve_ratio <= 1, "improve_ratio must be in (0, 1]"),
+                  (all(0 <= x <= 1 for x in (self.first_share, self.keep_share, self.drop_share)),
+                   "first_share, keep_share and drop_share must be in [0, 1]"),
+                  (self.targets is None or self.targets >= 1, "targets must be >= 1 or null")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass
+class FixStats:
+    """How a set of fix pairs was drawn."""
+
+    targets: int = 0
+    start_meets: int = 0
+    """Starts whose recorded metrics already meet their bounds (`keep`, a `keep_share` of them kept)."""
+    keep_pairs: int = 0
+    single: int = 0
+    """Misses fixed by one move."""
+    double: int = 0
+    """Misses fixed by two moves."""
+    improves: int = 0
+    """Misses no move fixed, with a move that cuts the shortfall (the completion)."""
+    unfixed: int = 0
+    """Misses with neither: no pair."""
+    dropped_bounds: int = 0
+    """Targets with some bounds dropped."""
+    simulations: int = 0
+    seconds: float = 0.0
+    moves_meeting: list[int] = field(default_factory=list)
+    """Per fixed miss, how many of its simulated moves met the bounds (how hard the fix was to find)."""
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        moves = out.pop("moves_meeting")
+        out["median_moves_meeting"] = float(np.median(moves)) if moves else None
+        return out
+
+    def add(self, record: dict) -> None:
+        kind = record["kind"]
+        self.targets += 1
+        self.start_meets += kind in ("keep", "keep-dropped")
+        self.keep_pairs += kind == "keep"
+        self.single += kind == "single"
+        self.double += kind == "double"
+        self.improves += kind == "improves"
+        self.unfixed += kind == "unfixed"
+        self.dropped_bounds += bool(record["dropped"])
+        self.simulations += record["simulations"]
+        if record.get("meeting"):
+            self.moves_meeting.append(record["meeting"])
+
+
+def single_moves(design: Design, tech: Technology, config: FixConfig) -> list[Design]:
+    """Every single move of the move set that stays inside the technology's bounds."""
+    values = design.to_dict()
+    out = []
+    for key in DESIGN_KEYS:
+        low, high = tech.bounds[key]
+        steps = config.factors if VARIABLE_BY_KEY[key].log_scale else config.volts
+        for step in steps:
+            value = values[key] * step if VARIABLE_BY_KEY[key].log_scale else values[key] + step
+            if low <= value <= high:
+                out.append(design.replace(**{key: value}))
+    return out
+
+
+def _changed(start: Design, design: Design) -> str:
+    a, b = start.to_dict(), design.to_dict()
+    return next(k for k in DESIGN_KEYS if a[k] != b[k])
+
+
+def _combine(start: Design, first: Design, second: Design) -> Design:
+    return first.replace(**{_changed(start, second): getattr(second, _changed(start, second))})
+
+
+def _bounds(row: pd.Series, rng: np.random.Generator, drop_share: float) -> tuple[Specs, list[str]]:
+    specs = relaxed_specs(metrics_of(row))
+    given = list(specs.given())
+    dropped: list[str] = []
+    if rng.random() < drop_share and len(given) > 1:
+        k = int(rng.integers(1, min(3, len(given) - 1) + 1))
+        dropped = [given[i] for i in sorted(rng.choice(len(given), size=k, replace=False))]
+        specs = Specs(**{key: value for key, value in specs.given().items() if key not in dropped})
+    return specs, dropped
+
+
+class FixDrawer:
+    """Draws fix pairs target by target on a simulator pool (see the module docstring)."""
+
+    def __init__(self, train: pd.DataFrame, tech: Technology, pool, config: FixConfig = FixConfig(),
+                 seed: int = 0) -> None:
+        from ..core.score import UGB_BENCHES
+        from ..sim.simulate import SimConfig
+
+        self.train = train[train["working"]].reset_index(drop=True)
+        self.tech, self.pool, self.config, self.seed = tech, pool, config, seed
+        self.sim_config = SimConfig(tech=tech, benches=UGB_BENCHES)  # as the eval simulates every answer
+
+    def simulate(self, designs: list[Design]):
+        results = [None] * len(designs)
+        for i, result in self.pool.map(designs, self.sim_config):
+            results[i] = result
+        return results
+
+    def start_for(self, row: pd.Series, specs: Specs, rng: np.random.Generator) -> pd.Series:
+        from ..data.retrieval import rank_rows
+
+        ranked = rank_rows(self.train[self.train["index"] != row["index"]], specs)
+        depth = 0 if rng.random() < self.config.first_share or len(ranked) < 2 else \
+            int(rng.integers(1, min(self.config.retrieved, len(ranked))))
+        return ranked.iloc[depth]
+
+    def draw_chunk(self, rows: pd.DataFrame) -> list[dict]:
+        """One record per target row: its pair (or none) and how it was drawn."""
+        config = self.config
+        records, misses = [], []
+        for _, row in rows.iterrows():
+            rng = np.random.default_rng([self.seed, int(row["index"])])  # the same pair however the run is chunked
+            try:
+                specs, dropped = _bounds(row, rng, config.drop_share)
+            except SpecError:  # a metric outside what a user could ask for: not a target
+                continue
+            start = self.start_for(row, specs, rng)
+            start_design, start_metrics = design_of(start), metrics_of(start)
+            record = {"index": int(row["index"]), "start_index": int(start["index"]), "dropped": dropped,
+                      "specs": specs.given(), "simulations": 0, "pair": None}
+            if shortfall(start_metrics, specs) == 0.0:
+                record["kind"] = "keep" if rng.random() < config.keep_share else "keep-dropped"
+                if record["kind"] == "keep":
+                    record["pair"] = self._pair(specs, start_design, start_metrics, start_design)
+                records.append(record)
+                continue
+            record["start_shortfall"] = shortfall(start_metrics, specs)
+            moves = single_moves(start_design, self.tech, config)
+            misses.append((record, specs, start_design, start_metrics, moves))
+            records.append(record)
+        # singles for every miss of the chunk in one map, then the doubles of the misses no single move fixed
+        flat = [d for *_, moves in misses for d in moves]
+        results = iter(self.simulate(flat))
+        doubles = []
+        for record, specs, start_design, _, moves in misses:
+            tried = [(d, next(results)) for d in moves]
+            record["simulations"] += len(tried)
+            record["tried"] = tried
+            if not any(result_shortfall(r, specs) == 0.0 for _, r in tried) and config.doubles_from >= 2:
+                best = sorted(tried, key=lambda t: result_shortfall(t[1], specs))
+                chosen, keys = [], set()
+                for design, _ in best:
+                    key = _changed(start_design, design)
+                    if key not in keys:
+                        chosen.append(design)
+                        keys.add(key)
+                    if len(chosen) == config.doubles_from:
+                        break
+                combos = [_combine(start_design, a, b) for a, b in combinations(chosen, 2)]
+                doubles.append((record, combos))
+        flat = [d for _, combos in doubles for d in combos]
+        results = iter(self.simulate(flat))
+        for record, combos in doubles:
+            double = [(d, next(results)) for d in combos]
+            record["simulations"] += len(double)
+            record["tried_double"] = double
+        for record, specs, start_design, start_metrics, _ in misses:
+            self._choose(record, specs, start_design, start_metrics)
+        return records
+
+    def _choose(self, record: dict, specs: Specs, start_design: Design, start_metrics) -> None:
+        single, double = record.pop("tried"), record.pop("tried_double", [])
+        for kind, tried in (("single", single), ("double", double)):
+            meeting = [(d, r) for d, r in tried if result_shortfall(r, specs) == 0.0]
+            if meeting:
+                design, _ = min(meeting, key=lambda t: rank_key(t[1], specs, t[1].status, True))
+                record.update(kind=kind, meeting=len(meeting),
+                              pair=self._pair(specs, start_design, start_metrics, design))
+                return
+        every = single + double
+        best_design, best = min(every, key=lambda t: result_shortfall(t[1], specs))
+        if result_shortfall(best, specs) <= self.config.improve_ratio * record["start_shortfall"]:
+            record.update(kind="improves", shortfall=result_shortfall(best, specs),
+                          pair=self._pair(specs, start_design, start_metrics, best_design))
+        else:
+            record["kind"] = "unfixed"
+
+    @staticmethod
+    def _pair(specs: Specs, start: Design, metrics, design: Design) -> dict:
+        return {"prompt": fix_prompt(specs, (start, metrics)), "completion": format_fix(start, design)}
+
+
+def cache_path(folder: Path, split: str, kind: str, seed: int) -> Path:
+    """One file per split, split kind and seed: records in the order of the seeded shuffle of the split's targets,
+    so a larger `targets` extends an earlier draw and a smaller one reads its first records."""
+    return folder / f"fix-{split}-{kind}-seed{seed}.jsonl"
+
+
+def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, config: FixConfig = FixConfig(),
+              tech: Technology | None = None, pool=None, folder: Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], FixStats]:
+    """The split's fix pairs, drawn once and cached in `folder` (default DATA/pairs/; resumed when a draw was
+    interrupted).
+
+    Targets are the split's working rows (a seeded shuffle, the first `config.targets`); starts come from the
+    training split. A pool is opened when one is needed and none is given. The move rules (`config` but `targets`
+    and `chunk`) are part of the cache: a draw under other rules is refused rather than mixed in."""
+    from ..core.tech import load_technology
+
+    path = cache_path(Path(folder) if folder else data.folder / PAIRS_DIR, split, kind, seed)
+    rules = _rules(config)
+    if path.with_suffix(".json").is_file():
+        earlier = json.loads(path.with_suffix(".json").read_text()).get("rules")
+        if earlier is not None and earlier != rules:
+            from ..core.errors import ConfigError
+
+            raise ConfigError(f"{path} was drawn under other move rules ({earlier}); move it away to draw again")
+    meta_path = path.with_suffix(".json")
+    rows = data.rows(split, kind)
+    rows = rows.iloc[np.random.default_rng(seed).permutation(len(rows))]
+    if config.targets is not None:
+        rows = rows.iloc[:config.targets]
+    wanted = set(rows["index"])
+    done = [r for r in _read_records(path) if r["index"] in wanted]
+    todo = rows[~rows["index"].isin({r["index"] for r in done})]
+    if len(todo):
+        tech = tech or load_technology(_tech_name(data))
+        drawer_pool = pool
+        started = time.time()
+        opened = None
+        if drawer_pool is None:
+            from ..sim.engines import open_pool
+
+            opened = open_pool()
+            drawer_pool = opened.__enter__()
+        try:
+            drawer = FixDrawer(data.training_rows(kind), tech, drawer_pool, config, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as fh:
+                for begin in range(0, len(todo), config.chunk):
+                    records = drawer.draw_chunk(todo.iloc[begin:begin + config.chunk])
+                    for record in records:
+                        fh.write(json.dumps(record) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    done += records
+                    if progress:
+                        progress(min(begin + config.chunk, len(todo)), len(todo))
+        finally:
+            if opened is not None:
+                opened.__exit__(None, None, None)
+        _write_meta(meta_path, data, split, kind, seed, config, _read_records(path), time.time() - started)
+    stats = FixStats()
+    for record in done:
+        stats.add(record)
+    if meta_path.is_file():
+        stats.seconds = json.loads(meta_path.read_text()).get("seconds", 0.0)  # the whole cache's drawing time
+    order = {int(i): n for n, i in enumerate(rows["index"])}
+    pairs = []
+    for record in sorted(done, key=lambda r: order.get(r["index"], len(order))):
+        if record["pair"] is not None:
+            pairs.append({**record["pair"], "index": record["index"], "start_index": record["start_index"],
+                          "kind": record["kind"]})
+    return pairs, stats
+
+
+def _rules(config: FixConfig) -> dict:
+    rules = asdict(config)
+    for key in ("targets", "chunk"):
+        rules.pop(key)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in rules.items()}
+
+
+def _tech_name(data: Dataset) -> str:
+    meta = data.meta
+    tech = meta.get("technology") or meta.get("v1_meta", {}).get("technology") or {}
+    return tech.get("name", "ptm65") if isinstance(tech, dict) else str(tech)
+
+
+def _read_records(path: Path) -> list[dict]:
+    """The records of an earlier (possibly interrupted) draw; a torn last line is dropped and redrawn."""
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text().splitlines()
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    if len(records) < len(lines):  # rewrite without the torn tail so appends stay line-aligned
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def _write_meta(path: Path, data: Dataset, split: str, kind: str, seed: int, config: FixConfig,
+                records: list[dict], seconds: float) -> None:
+    from ..core.io import git_sha
+
+    stats = FixStats()
+    for record in records:
+        stats.add(record)
+    earlier = json.loads(path.read_text()).get("seconds", 0.0) if path.is_file() else 0.0
+    write_json_atomic({"what": "icgen fix pairs: simulated single and double moves from retrieved starts "
+                               "(icgen.llm.fixes)", "data": data.folder.name, "split": split, "split_kind": kind,
+                       "seed": seed, "rules": _rules(config), "targets_drawn": len(records), "git_sha": git_sha(),
+                       "seconds": earlier + seconds, "stats": stats.to_dict(), "spec_keys": list(SPEC_KEYS)}, path)
