@@ -28,14 +28,14 @@ from .core.parse import MAX_ANSWER_BYTES, ParsedAnswer, Problem, parse_design_te
 from .core.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 from .core.sampling import Radius
 from .core.score import SPEC_HELP, SPEC_KINDS, format_margin, format_spec
-from .core.tech import DEFAULT_TECH, builtin_names, load_technology
+from .core.tech import DEFAULT_TECH, Conditions, builtin_names, conditions_of, load_technology
 from .core.units import UnitError, format_si, parse_quantity
 from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
 from .eval.config import EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
 from .sim.corners import CornerSignoffConfig
-from .sim.montecarlo import MonteCarloConfig
+from .sim.montecarlo import MonteCarloConfig, YieldTarget
 from .sizing.config import CornerSizeConfig, SizeConfig
 
 EXIT_OK = 0
@@ -84,6 +84,20 @@ def _read_stdin() -> ParsedAnswer:
 
 def _tech(tech: str, corner: str | None):
     return load_technology(tech, corner=corner)
+
+
+def _conditions_options(func):
+    """--vdd and --cl: the supply and load every reported figure is simulated at (default: the technology's)."""
+    func = click.option("--cl", "cl_text", default=None, metavar="CAPACITANCE",
+                        help="Load capacitance on VOUT, e.g. 2p (default: the technology's, 1p for ptm65).")(func)
+    func = click.option("--vdd", "vdd_text", default=None, metavar="VOLTS",
+                        help="Supply voltage, e.g. 1.1 (default: the technology's; corner sets scale with it).")(func)
+    return func
+
+
+def _at_conditions(technology, vdd_text: str | None, cl_text: str | None):
+    """The technology at the user's --vdd and --cl (a ConfigError, exit 2, for a bad value)."""
+    return Conditions.from_text(vdd_text, cl_text).apply(technology)
 
 
 def _variable_options(func):
@@ -202,7 +216,9 @@ def _design_argument(design_file: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Print {design, metrics, status, health} as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a Bode plot (PNG).")
 @click.option("--signoff", is_flag=True, help="Also run the sign-off benches: buffer, steps, CMRR, PSRR, noise, swing.")
-def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, signoff, **variables) -> None:
+@_conditions_options
+def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, signoff, vdd_text, cl_text,
+             **variables) -> None:
     """Simulate a design and print its metrics and operating-point health.
 
     DESIGN_FILE is JSON (SI keys R0 C0 L1 W1 ... VIN VB1) or an answer in the original format. Without it,
@@ -211,7 +227,7 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
     from .sim.simulate import simulate as run_simulation
     from .sim.validate import range_problems
 
-    technology = _tech(tech, corner)
+    technology = _at_conditions(_tech(tech, corner), vdd_text, cl_text)
     design = _design_argument(design_file)
     overrides = {}
     for key, raw in variables.items():
@@ -234,9 +250,10 @@ def simulate(design_file, tech, corner, testbench, backend, as_json, plot_path, 
 
         plot_bode(result, plot_path)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({**result.to_dict(), "conditions": conditions_of(technology)}, indent=2))
     else:
-        click.echo(f"{technology.name} ({testbench} testbench, {backend} backend)\n")
+        click.echo(f"{technology.name} at VDD {technology.vdd_v:g} V, CL {format_si(technology.cl_f, 'F', 3)} "
+                   f"({testbench} testbench, {backend} backend)\n")
         click.echo(render_answer(design) + "\n")
         click.echo(f"status: {result.status}" + (f" ({result.reason})" if result.reason else "") + "\n")
         click.echo(_metrics_table(result) + "\n")
@@ -339,6 +356,32 @@ def _dataset(data_dir, splits: bool = True):
     from .data.dataset import Dataset
 
     return Dataset(data_dir).require(splits=splits)
+
+
+def _yield_record(found) -> dict:
+    """The JSON of a --mc sizing's Monte Carlo check of the best design (None figures when it was not run)."""
+    target, mc = found.yield_target, found.monte_carlo
+    record = {"samples": target.samples.samples, "seed": target.samples.seed, "min_yield": target.min_yield}
+    if mc is None:
+        return {**record, "run": False, "passed": None, "lower_95": None}
+    return {**record, "run": True, "passed": sum(mc.passed), "yield": mc.yield_fraction, "lower_95": mc.wilson[0],
+            "met": mc.wilson[0] >= target.min_yield}
+
+
+def _require_same_technology(data_dir, technology, tech_option: str) -> None:
+    """Refuse a dataset simulated on another technology: its designs and surrogate would be retrieved as if they held."""
+    from .data.dataset import Dataset
+
+    try:
+        recorded = Dataset(data_dir).require().technology_name
+    except DatasetError as err:
+        raise UserError(f"--data: {err}; or pass --data none (no retrieval)") from err
+    if recorded is not None and recorded != technology.name:
+        stem = Path(tech_option).stem
+        raise UserError(f"--data {data_dir} was simulated on {recorded}, not {technology.name}; make a matching one "
+                        f"with icgen data generate --tech {tech_option} --out data/{stem} && icgen data split --data "
+                        f"data/{stem}, then pass --data data/{stem}; or pass --data none to start from the model's "
+                        f"answers alone (it was trained on {recorded} designs)")
 
 
 def _scheduler_option(func):
@@ -780,8 +823,16 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Bode plot of the result (PNG).")
 @click.option("--subckt", "subckt_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the design as a .subckt (VINP VINN VOUT VDD VSS) for your own flow.")
+@click.option("--mc", "mc_samples", type=int, default=None,
+              help=f"Monte Carlo mismatch samples on every candidate that passes every corner (default corners: "
+                   f"nominal); it meets the specs only with the --yield (default {YieldTarget.min_yield:g}) reached.")
+@click.option("--yield", "min_yield", type=float, default=None,
+              help="Lowest acceptable yield: the lower Wilson 95 % bound of the share of --mc samples meeting every "
+                   "spec.")
+@_conditions_options
 def size_command(tech, model_dir, data_dir, samples, budget, corners, model_first, seed, objective, margin_text,
-                 pareto_n, pareto_plot, as_json, plot_path, subckt_path, **spec_texts) -> None:
+                 pareto_n, pareto_plot, as_json, plot_path, subckt_path, mc_samples, min_yield, vdd_text, cl_text,
+                 **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
     from .core.score import specs_from_options
     from .sizing.config import MODEL_FIRST_STEPS
@@ -790,12 +841,24 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
 
     started = time.perf_counter()
     specs = specs_from_options(spec_texts)
+    budget_given = budget
     if pareto_n < 0:
         raise UserError(f"--pareto {pareto_n}: give a number of trade-offs, 1 or more (0: none)")
-    technology = _tech(tech, None)
+    technology = _at_conditions(_tech(tech, None), vdd_text, cl_text)  # the dataset stays at the technology's own
+    if data_dir != "none":
+        _require_same_technology(data_dir, technology, tech)
+    if min_yield is not None and mc_samples is None:
+        raise UserError("--yield needs --mc N, the Monte Carlo samples it is measured on")
+    target = None
+    if mc_samples is not None:
+        target = YieldTarget(samples=MonteCarloConfig(samples=mc_samples, seed=seed),
+                             **({"min_yield": min_yield} if min_yield is not None else {}))
+        corners = corners or "nominal"
     chosen = technology.corner_set(corners) if corners is not None else None
     budget = CornerSizeConfig().budget(budget, len(chosen)) if chosen else \
         (SizeConfig.budget if budget is None else budget)
+    if target is not None and budget_given is None:
+        budget = target.budget(budget)
     config = SizeConfig(samples=samples, budget=budget, seed=seed, objective=objective,
                         margin=parse_margin(margin_text), **({"steps": MODEL_FIRST_STEPS} if model_first else {}))
     try:
@@ -809,12 +872,15 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
     if chosen:
         from .sizing.corners import size_at_corners
 
-        found = size_at_corners(specs, technology, chosen, config, resources=resources)
+        found = size_at_corners(specs, technology, chosen, config, resources=resources, yield_target=target)
         result = found.result
     else:
         result = size(specs, technology, config, resources=resources)
     seconds = time.perf_counter() - started
     best = result.best
+    if best is None and resources.table is None and resources.load_model is None:
+        raise UserError("--data none with --model none leaves the loop nothing to start from; give a dataset of "
+                        f"{technology.name} (--data) or a model (--model)")
     if best is None:
         raise UserError("no candidate could be simulated; raise --budget")
     if plot_path and best.result.frequency_hz is not None:
@@ -837,8 +903,10 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
                                "seconds": seconds, "answer": answer, "source": best.source,
                                "health": best.result.health.to_dict() if best.result.health else None,
                                "signoff": signed.to_dict() if signed else None,
+                               "conditions": conditions_of(technology), "technology": technology.provenance(),
                                **({"corners": found.report.to_dict(), "corners_skipped": list(found.skipped)}
-                                  if found else {})}, indent=2))
+                                  if found else {}),
+                               **({"monte_carlo": _yield_record(found)} if target is not None else {})}, indent=2))
         sys.exit(EXIT_OK if result.met else EXIT_CHECK_FAILED)
     click.echo(answer + "\n")
     click.echo(f"{'spec':<22} {'target':>12} {'achieved':>12} {'margin':>10}  pass")
@@ -854,9 +922,14 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
         if found.skipped:
             click.echo(f"not simulated (it fails {found.report.rows[0].corner.name} already): "
                        f"{', '.join(found.skipped)}")
+    if target is not None:
+        click.echo("\n" + (found.monte_carlo.table() + f"\n  yield lower bound {_yield_record(found)['lower_95']:.3f}"
+                           f" against --yield {target.min_yield:g}" if found.monte_carlo is not None else
+                           "Monte Carlo: not run on this design (it does not pass every corner)"))
     if signed is not None:
         click.echo("\n" + _signoff_table(signed))
     _objective_block(result, resources.table, pareto_n, pareto_plot)
+    click.echo(f"\nsimulated at VDD {technology.vdd_v:g} V, CL {format_si(technology.cl_f, 'F', 3)}")
     verdict = "meets every spec" if result.met else "does NOT meet the specs (closest design found; see NO rows)"
     click.echo(f"\n{verdict}; found by {best.source} after {result.simulations} simulations in {seconds:.1f} s "
                f"({result.invalid_model_answers} of {len(result.model_texts)} model answers unusable)")
@@ -882,8 +955,9 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
 @click.option("--mc", "mc_samples", type=int, default=None,
               help="Also run N Monte Carlo mismatch samples at the nominal corner (Pelgrom offsets on every device).")
 @click.option("--seed", type=int, default=MonteCarloConfig.seed, show_default=True, help="Seed of the --mc samples.")
-def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, mc_samples, seed,
-                    **spec_texts) -> None:
+@_conditions_options
+def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, mc_samples, seed, vdd_text,
+                    cl_text, **spec_texts) -> None:
     """Sign a design off across PVT corners: one row per corner, the worst marked; exit 1 when any corner fails.
 
     DESIGN_FILE is JSON or an answer in the original format ('-': standard input); without it, the original work's
@@ -893,7 +967,7 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
     from .sim.corners import signoff_corners
     from .sim.validate import range_problems
 
-    technology = load_technology(tech)
+    technology = _at_conditions(load_technology(tech), vdd_text, cl_text)
     chosen = technology.corner_set(corners)
     given = {k: v for k, v in spec_texts.items() if v is not None}
     specs = specs_from_options(given) if given else None
@@ -917,9 +991,11 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
         except ValueError as err:
             raise UserError(f"--plot: {err}") from err
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), **({"monte_carlo": mc.to_dict()} if mc else {})}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "conditions": conditions_of(technology),
+                               **({"monte_carlo": mc.to_dict()} if mc else {})}, indent=2))
     else:
-        click.echo(f"{technology.name}: {len(chosen)} corner(s) of {corners}\n")
+        click.echo(f"{technology.name}: {len(chosen)} corner(s) of {corners}, CL {format_si(technology.cl_f, 'F', 3)}"
+                   f" (nominal VDD {technology.vdd_v:g} V)\n")
         click.echo(render_answer(design) + "\n")
         click.echo(report.table())
         if mc is not None:

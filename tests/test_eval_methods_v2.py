@@ -149,24 +149,29 @@ def test_a_model_answering_the_retrieved_design_back_counts_as_retrieval(tech):
 
 
 class Climber:
-    """A model that answers a new design every round (W1 up 10 % on the best so far) and counts its rounds."""
+    """A model that answers `samples` new designs every round (W1 up 10 %, 21 %, ... on the best so far) and
+    records how many it was asked for."""
 
     def __init__(self) -> None:
-        self.rounds = 0
+        self.asked: list[int] = []
 
     def propose(self, specs, best, reference, samples, config):
-        self.rounds += 1
-        assert samples == 1 and best is not None
-        return Proposal(texts=["x"], designs=[best.result.design.replace(W1=best.result.design.W1 * 1.1)], invalid=0)
+        self.asked.append(samples)
+        assert best is not None
+        designs = [best.result.design.replace(W1=best.result.design.W1 * 1.1 ** (k + 1)) for k in range(samples)]
+        return Proposal(texts=["x"] * samples, designs=designs, invalid=0)
 
 
-def test_the_model_loop_asks_the_model_after_retrieval_until_the_budget_is_spent(tech):
+@pytest.mark.parametrize("loop_samples, rounds", [(1, 5), (4, 2)])
+def test_the_model_loop_asks_the_model_after_retrieval_until_the_budget_is_spent(tech, loop_samples, rounds):
     pool, climber = FakePool(), Climber()
-    outcome = model_loop(Target("t", "hand", Specs(gain_db=90)), _context(tech, pool, budget=7, proposer=climber), seed=0)
-    retrieved = 2  # SizeConfig.retrieve
-    assert outcome.simulations == len(pool.simulated) == 7 and climber.rounds == 7 - retrieved
+    ctx = Context(tech, pool, _table(TRAINING), EvalConfig(budget=7, samples=2, loop_samples=loop_samples),
+                  proposer=climber)
+    outcome = model_loop(Target("t", "hand", Specs(gain_db=90)), ctx, seed=0)
+    # SizeConfig.retrieve = 2 retrieved, then rounds of loop_samples answers until the 7 are spent
+    assert outcome.simulations == len(pool.simulated) == 7 and climber.asked == [loop_samples] * rounds
     assert outcome.source == "model" and not outcome.met
-    assert math.isclose(outcome.metrics["gain_db"], fake_metrics(pool.simulated[-1]).gain_db)
+    assert math.isclose(outcome.metrics["gain_db"], max(fake_metrics(d).gain_db for d in pool.simulated))
 
 
 def test_outcomes_recorded_before_specs_existed_still_load(tmp_path):

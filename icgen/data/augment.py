@@ -27,7 +27,7 @@ from ..core.design import DESIGN_KEYS, Design
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.parse import parse_answer, parse_compact, parse_design_json
 from ..core.sampling import Radius, local_sweep
-from ..core.tech import Technology, load_technology
+from ..core.tech import Technology, load_technology, resolve_portable_path
 from ..sim.engines import open_pool
 from ..sim.simulate import SimConfig
 from .dataset import Dataset, design_of, part_files, with_augments
@@ -121,9 +121,9 @@ def read_centers(path: str | Path, tech: Technology | None = None) -> list[Desig
 
 def dataset_technology(data: Dataset) -> Technology:
     """The technology a dataset was simulated on (its own descriptor when that file is still there)."""
-    technology = data.meta.get("technology") or {}
-    descriptor = technology.get("descriptor")
-    return load_technology(descriptor if descriptor and Path(descriptor).is_file() else technology.get("name", "ptm65"))
+    technology = data.technology
+    descriptor = resolve_portable_path(technology["descriptor"]) if technology.get("descriptor") else None
+    return load_technology(descriptor if descriptor and descriptor.is_file() else technology.get("name", "ptm65"))
 
 
 def sampled_rows(data: Dataset) -> pd.DataFrame:

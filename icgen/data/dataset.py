@@ -148,6 +148,20 @@ class Dataset:
             raise DatasetError(f"{self.meta_path}: not a JSON object; regenerate the dataset")
         return meta
 
+    @property
+    def technology(self) -> dict:
+        """The technology the designs were simulated on, as meta.json records it (a v2 dataset: its v1's); {} when
+        it records none."""
+        meta = self.meta
+        recorded = meta.get("technology") or (meta.get("v1_meta") or {}).get("technology") or {}
+        return recorded if isinstance(recorded, dict) else {}
+
+    @property
+    def technology_name(self) -> str | None:
+        """The name of that technology (ptm65), or None when meta.json records none."""
+        name = self.technology.get("name")
+        return str(name) if name else None
+
     def reload(self) -> "Dataset":
         for name in ("table", "splits"):
             self.__dict__.pop(name, None)

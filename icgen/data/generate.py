@@ -142,7 +142,7 @@ def _meta(config: GenerateConfig, tech: Technology, table: pd.DataFrame, out: Pa
         "command": f"icgen data generate --tech {config.tech} --n-working {config.n_working} --seed {config.seed} "
                    f"--testbench {config.testbench} --chunk {config.chunk} --out {out}",
         "icgen_version": __version__, "git_sha": git_sha(), "ngspice_version": ngspice_version(),
-        "technology": tech.to_dict(), "testbench": config.testbench, "seed": config.seed,
+        "technology": tech.provenance(), "testbench": config.testbench, "seed": config.seed,
         "sampler": "scipy.stats.qmc.Sobol(scramble=True, seed=seed); log scale for R0 C0 L W; "
                    "rounded to 3 significant figures, voltages to 1 mV",
         "bounds": {k: list(tech.bounds[k]) for k in DESIGN_KEYS},

@@ -22,6 +22,7 @@ import pandas as pd
 from ..core.io import git_sha
 from ..core.measure import V2_HEALTH, HealthRule
 from ..core.signoff import BENCHES
+from ..core.tech import portable_path
 from ..sim.backends import ngspice_version
 from ..sim.engines import open_pool, pool_provenance
 from ..sim.simulate import SimConfig
@@ -81,7 +82,7 @@ def _meta(source: Dataset, target: Dataset, rule: HealthRule, wall_s: float, eng
     return {
         "what": "icgen dataset v2: the working designs of v1 simulated again with every sign-off bench and a "
                 "stricter health rule; the other rows as in v1",
-        "v1": str(source.folder.resolve()), "v1_meta": source.meta, "health_rule": asdict(rule),
+        "v1": portable_path(source.folder), "v1_meta": source.meta, "health_rule": asdict(rule),
         "benches": list(BENCHES), "definitions": "icgen/core/signoff.py module docstring; icgen/core/measure.py "
                                                  "HealthRule",
         "counts": {"simulated": int(len(v2)), "working_v1": int(len(was)), "working_v2": int(v2["working"].sum()),

@@ -34,6 +34,9 @@ class EvalConfig:
     """Simulations per target and method."""
     samples: int = 6
     """N of best-of-N. The loop uses `icgen size`'s own default (SizeConfig.samples)."""
+    loop_samples: int = 4
+    """Model answers per round in the model-loop: the greedy one and loop_samples - 1 sampled (a greedy-only round
+    repeats itself once the best candidate stops changing)."""
     seed: int = 0
     """Seed of the target draw and of every method."""
     tolerance: Tolerance = field(default_factory=Tolerance)
@@ -61,8 +64,8 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         if unknown:
             raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
-        if self.n < 0 or self.budget < 1 or self.samples < 1 or self.seed < 0:
-            raise ConfigError("{n} and {seed} must be >= 0, {budget} and {samples} >= 1")
+        if self.n < 0 or self.budget < 1 or self.samples < 1 or self.seed < 0 or self.loop_samples < 1:
+            raise ConfigError("{n} and {seed} must be >= 0, {budget}, {samples} and loop_samples >= 1")
         if self.budget > MAX_BUDGET:
             raise ConfigError(f"{{budget}} {self.budget} is above the ceiling of {MAX_BUDGET} simulations per target")
         if self.samples > self.budget:

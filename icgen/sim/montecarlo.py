@@ -45,6 +45,60 @@ class MonteCarloConfig:
 
 
 @dataclass(frozen=True)
+class YieldTarget:
+    """`icgen size --mc N --yield Y`: Monte Carlo on every candidate that passes every corner; it counts as meeting the
+    specs only when the lower Wilson 95 % bound of its samples' pass share is at least `min_yield`."""
+
+    samples: MonteCarloConfig = MonteCarloConfig(samples=100)
+    """Samples per checked candidate and their seed (the same offsets for every candidate of one size)."""
+    min_yield: float = 0.95
+    """The lowest acceptable lower Wilson 95 % bound of the yield (0.95 needs 73 of 73 samples passing)."""
+    shortfall_per_yield: float = 0.05
+    """A lower bound this far below `min_yield` adds 1 to a candidate's shortfall, so the search climbs towards it."""
+    checks_in_budget: int = 5
+    """Without `--budget`, room for this many Monte Carlo checks is added to the corner budget."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_yield, bool) or not isinstance(self.min_yield, (int, float)) \
+                or not 0 < self.min_yield < 1:
+            raise ConfigError(f"{{yield}} {self.min_yield!r} is not a yield; use a fraction above 0 and below 1, "
+                              f"e.g. 0.95")
+        reachable = wilson_interval(self.samples.samples, self.samples.samples)[0]
+        if reachable < self.min_yield:
+            needed = next(n for n in range(1, MAX_SAMPLES + 1) if wilson_interval(n, n)[0] >= self.min_yield)
+            raise ConfigError(f"{{mc}} {self.samples.samples}: even with every sample passing the lower 95 % bound is "
+                              f"{reachable:.3f}, below --yield {self.min_yield:g}; use --mc {needed} or more")
+        if self.shortfall_per_yield <= 0 or self.checks_in_budget < 0:
+            raise ConfigError("{shortfall_per_yield} must be > 0 and {checks_in_budget} >= 0")
+
+    def lower_bound(self, passed: int, n: int) -> float:
+        return wilson_interval(passed, n)[0]
+
+    def shortfall(self, passed: int, n: int) -> float:
+        """0 when the lower bound reaches `min_yield`, else how far below it, in `shortfall_per_yield` units."""
+        return max(0.0, self.min_yield - self.lower_bound(passed, n)) / self.shortfall_per_yield
+
+    def budget(self, corner_budget: int) -> int:
+        return corner_budget + self.checks_in_budget * self.samples.samples
+
+
+def sample_passes(result: SimResult, specs: Specs | None) -> bool:
+    """A Monte Carlo sample passes when it is a healthy working amplifier meeting every given spec."""
+    checks = check_specs(result if result.metrics else None, specs) if specs else []
+    healthy = bool(result.health and result.health.healthy)
+    return result.status == Status.OK and healthy and all(c.met for c in checks)
+
+
+def check_open_loop(specs: Specs | None) -> None:
+    """A ConfigError for specs Monte Carlo cannot check: those measured by sign-off benches (they run without
+    mismatch) and a fixed input common mode."""
+    if specs is not None and (specs.benches() or specs.vin_v is not None):
+        needs = ", ".join(k for k in specs.given() if SPEC_KINDS[k].benches) or "ugb"
+        raise ConfigError(f"{{mc}}: Monte Carlo checks the open-loop specs and the offset only, not {needs} (their "
+                          f"benches run without mismatch)")
+
+
+@dataclass(frozen=True)
 class MonteCarloReport:
     """The samples' offsets and results, which passed, the yield with its Wilson 95 % interval, the offset spread."""
 
@@ -107,10 +161,7 @@ def monte_carlo(design: Design, tech: Technology, specs: Specs | None = None,
     """Simulate `config.samples` mismatch samples of `design` in parallel (on `pool`, or a pool of its own)."""
     from .simulate import SimConfig, SimulatorPool
 
-    if specs is not None and (specs.benches() or specs.vin_v is not None):
-        needs = ", ".join(k for k in specs.given() if SPEC_KINDS[k].benches) or "ugb"
-        raise ConfigError(f"{{mc}}: Monte Carlo checks the open-loop specs and the offset only, not {needs} (their "
-                          f"benches run without mismatch)")
+    check_open_loop(specs)
     offsets = draw_offsets(design, tech, config.samples, config.seed)
     configs = [SimConfig(tech=tech, estimates=True, mismatch=tuple(o.items())) for o in offsets]
     results: list[SimResult | None] = [None] * len(offsets)
@@ -124,10 +175,6 @@ def monte_carlo(design: Design, tech: Technology, specs: Specs | None = None,
             run(own)
     else:
         run(pool)
-    passed = []
-    for result in results:
-        checks = check_specs(result if result.metrics else None, specs) if specs else []
-        healthy = bool(result.health and result.health.healthy)
-        passed.append(result.status == Status.OK and healthy and all(c.met for c in checks))
+    passed = [sample_passes(result, specs) for result in results]
     return MonteCarloReport(design=design, tech=tech.name, seed=config.seed, specs=specs, offsets=offsets,
                             results=tuple(results), passed=tuple(passed))

@@ -22,12 +22,14 @@ from ..core.corner import Bias, Corner
 from ..core.design import Design, Metrics
 from ..core.errors import ConfigError
 from ..core.measure import V2_HEALTH, DeviceOp, Health, HealthRule
+from ..core.mismatch import draw_offsets
 from ..core.objective import Objective, objective
 from ..core.score import Specs, result_shortfall
 from ..core.signoff import Signoff
 from ..core.status import Status
 from ..core.tech import Technology
 from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report
+from ..sim.montecarlo import MonteCarloReport, YieldTarget, check_open_loop, sample_passes
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
 from .config import CornerSizeConfig, SizeConfig  # noqa: F401 - CornerSizeConfig: its config
 from .loop import Score, SizeResult, default_rank, objective_rank, size
@@ -122,22 +124,56 @@ class CornerPool:
     worst-corner result per design, like `SimulatorPool.map`; `results(design)` gives its per-corner results."""
 
     def __init__(self, pool, corners: tuple[Corner, ...], tech: Technology, specs: Specs,
-                 bias: str = Bias.TRACK_VDD) -> None:
+                 bias: str = Bias.TRACK_VDD, yield_target: YieldTarget | None = None) -> None:
         if not corners:
             raise ConfigError("{corners}: no corners given; use a set such as all or nominal")
+        if yield_target is not None:
+            check_open_loop(specs)
         self.pool, self.corners, self.specs, self.bias = pool, screening_order(corners, tech), specs, bias
+        self.tech, self.yield_target = tech, yield_target
         self.simulated: dict[tuple, list[tuple[Corner, SimResult]]] = {}
+        self.monte_carlo: dict[tuple, MonteCarloReport] = {}
+        """The Monte Carlo samples of each design that passed every corner (with a yield target)."""
         self.simulations = 0
-        """Simulations run so far (every corner of every design)."""
+        """Simulations run so far (every corner of every design, and every Monte Carlo sample)."""
 
     @property
     def max_cost(self) -> int:
-        """The most simulations one design can cost: one per corner."""
-        return len(self.corners)
+        """The most simulations one design can cost: one per corner, and its Monte Carlo samples."""
+        return len(self.corners) + (self.yield_target.samples.samples if self.yield_target else 0)
 
     def cost(self, result: SimResult) -> int:
-        """Simulations a result (as yielded by `map`) cost: 1 when it failed the screening corner, else every corner."""
-        return len(self.simulated[_key(result.design)])
+        """Simulations a result (as yielded by `map`) cost: 1 when it failed the screening corner, else every corner,
+        and the Monte Carlo samples when it passed them all."""
+        key = _key(result.design)
+        report = self.monte_carlo.get(key)
+        return len(self.simulated[key]) + (len(report.passed) if report else 0)
+
+    def yield_shortfall(self, design: Design) -> float:
+        """What the design's Monte Carlo yield adds to its shortfall (0 without a yield target or samples)."""
+        report = self.monte_carlo.get(_key(design))
+        if self.yield_target is None or report is None:
+            return 0.0
+        return self.yield_target.shortfall(sum(report.passed), len(report.passed))
+
+    def _monte_carlo(self, designs: list[Design], config: SimConfig) -> None:
+        """Every design's mismatch samples at the technology's nominal corner, all in one parallel batch."""
+        target = self.yield_target
+        nominal = self.tech.corner_sets["nominal"][0]
+        base = dataclasses.replace(config, corner=nominal, bias=self.bias, signoff=False, benches=(), estimates=True)
+        offsets = [draw_offsets(d, self.tech, target.samples.samples, target.samples.seed) for d in designs]
+        batch = [(i, o) for i, design_offsets in enumerate(offsets) for o in design_offsets]
+        configs = [dataclasses.replace(base, mismatch=tuple(o.items())) for _, o in batch]
+        results: list[SimResult | None] = [None] * len(batch)
+        for index, result in self.pool.map([designs[i] for i, _ in batch], configs):
+            results[index] = result
+        self.simulations += len(batch)
+        n = target.samples.samples
+        for i, design in enumerate(designs):
+            mine = tuple(results[i * n:(i + 1) * n])
+            self.monte_carlo[_key(design)] = MonteCarloReport(
+                design=design, tech=self.tech.name, seed=target.samples.seed, specs=self.specs, offsets=offsets[i],
+                results=mine, passed=tuple(sample_passes(r, self.specs) for r in mine))
 
     def results(self, design: Design) -> list[tuple[Corner, SimResult]]:
         """(corner, result) for each corner the design was simulated at, the screening corner first."""
@@ -164,8 +200,13 @@ class CornerPool:
                 break
             for i, result in zip(passing, self._map([designs[i] for i in passing], config, corner)):
                 self.simulated[_key(designs[i])].append((corner, result))
-        for index, design in enumerate(designs):
-            yield index, worst_result(self.simulated[_key(design)], self.specs)
+        worst = [worst_result(self.simulated[_key(design)], self.specs) for design in designs]
+        if self.yield_target is not None:
+            robust = [d for d, r in zip(designs, worst) if result_shortfall(r, self.specs) == 0.0
+                      and len(self.simulated[_key(d)]) == len(self.corners)]
+            if robust:
+                self._monte_carlo(robust, config)
+        yield from enumerate(worst)
 
 
 @dataclass
@@ -177,6 +218,9 @@ class CornerSizeResult:
     corners: tuple[Corner, ...]
     report: CornerReport | None
     """One row per corner the best design was simulated at; None when nothing was simulated."""
+    monte_carlo: MonteCarloReport | None = None
+    """The best design's Monte Carlo samples (with a yield target, when it passed every corner)."""
+    yield_target: YieldTarget | None = None
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -194,14 +238,17 @@ def saturation_deficit(result: SimResult, rule: HealthRule = V2_HEALTH, scale_v:
     return sum(max(0.0, floor - d.saturation_margin_v) for d in result.health.devices) / scale_v
 
 
-def corner_score(goal: Objective, scale_v: float = CornerSizeConfig.deficit_scale_v) -> Score:
+def corner_score(goal: Objective, scale_v: float = CornerSizeConfig.deficit_scale_v,
+                 yield_shortfall=None) -> Score:
     """The loop's ranking (by the objective when it improves, else default_rank) of a worst-corner result, with its
-    saturation deficit added to the shortfall (still 0 exactly when every spec holds on a healthy design)."""
+    saturation deficit (and `yield_shortfall(design)`, when given) added to the shortfall (still 0 exactly when every
+    spec holds on a healthy design)."""
     base = objective_rank(goal) if goal.improves else default_rank
 
     def rank(result: SimResult, specs: Specs) -> tuple:
         key = base(result, specs)
-        return (key[0] + saturation_deficit(result, scale_v=scale_v),) + tuple(key[1:])
+        extra = yield_shortfall(result.design) if yield_shortfall is not None else 0.0
+        return (key[0] + saturation_deficit(result, scale_v=scale_v) + extra,) + tuple(key[1:])
 
     return rank
 
@@ -217,27 +264,34 @@ def robust_rows(table: pd.DataFrame | None, headroom_v: float) -> pd.DataFrame |
 def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
                     config: SizeConfig = SizeConfig(), pool=None, *, corner_config: CornerSizeConfig = CornerSizeConfig(),
                     testbench: str = "feedback", resources: SizingResources | None = None,
-                    **size_options) -> CornerSizeResult:
+                    yield_target: YieldTarget | None = None, **size_options) -> CornerSizeResult:
     """`icgen.sizing.loop.size` scored by the worst corner of `corners` (`corner_score`); "met" means met at every
     corner. `config.budget` counts simulations; retrieval searches `robust_rows`; `size_options` go to `size`
-    (table, progress, cancel, ...)."""
+    (table, progress, cancel, ...). With `yield_target`, a candidate passing every corner also runs its Monte Carlo
+    samples, and meets the specs only when their yield's lower Wilson 95 % bound reaches the target."""
+    if yield_target is not None:
+        check_open_loop(specs)  # before a pool starts
     if pool is None:
         with SimulatorPool() as own:
             return size_at_corners(specs, tech, corners, config, own, corner_config=corner_config,
-                                   testbench=testbench, resources=resources, **size_options)
+                                   testbench=testbench, resources=resources, yield_target=yield_target,
+                                   **size_options)
     bias = corner_config.bias
     if resources is not None:
         resources = dataclasses.replace(resources, table=robust_rows(resources.table,
                                                                      corner_config.retrieval_headroom_v))
     if size_options.get("table") is not None:
         size_options["table"] = robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
-    corner_pool = CornerPool(pool, corners, tech, config.target_specs(specs), bias)
-    result = size(specs, tech, config, corner_pool, testbench=testbench, resources=resources,
-                  score=corner_score(objective(config.objective), corner_config.deficit_scale_v), **size_options)
+    corner_pool = CornerPool(pool, corners, tech, config.target_specs(specs), bias, yield_target)
+    score = corner_score(objective(config.objective), corner_config.deficit_scale_v, corner_pool.yield_shortfall)
+    result = size(specs, tech, config, corner_pool, testbench=testbench, resources=resources, score=score,
+                  **size_options)
     report = None
     if result.best is not None:
         simulated = tuple(corner_pool.results(result.best.result.design))
         report = corner_report(result.best.result.design, tech, simulated, specs,
                                CornerSignoffConfig(testbench=testbench, bias=bias))
-    return CornerSizeResult(result=result, corners=corner_pool.corners, report=report)
+    mc = corner_pool.monte_carlo.get(_key(result.best.result.design)) if result.best is not None else None
+    return CornerSizeResult(result=result, corners=corner_pool.corners, report=report, monte_carlo=mc,
+                            yield_target=yield_target)
 

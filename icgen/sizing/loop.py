@@ -132,11 +132,14 @@ class Proposer(Protocol):
 
 
 class ModelProposer:
-    """A fine-tuned model asked with the spec prompt, loaded on first use (`load()` gives (model, tokenizer))."""
+    """A fine-tuned model asked with the spec prompt, loaded on first use (`load()` gives (model, tokenizer)); each
+    round its greedy answer plus `samples - 1` sampled ones."""
 
     def __init__(self, tech: Technology, fmt: str = "compact", model=None, tokenizer=None,
                  load: Callable[[], tuple] | None = None) -> None:
         self.tech, self.fmt, self.model, self.tokenizer, self._load = tech, fmt, model, tokenizer, load
+        self.rounds = 0
+        """Rounds asked so far: each round's samples get their own seed."""
 
     def propose(self, specs: Specs, best: Candidate | None, reference: Metrics | None, samples: int,
                 config: SizeConfig) -> Proposal | None:
@@ -151,10 +154,15 @@ class ModelProposer:
         if pair_format(self.fmt).needs_start and start is None:  # an edit prompt needs a simulated start
             return None
         prompt = spec_prompt(specs, reference, self.fmt, start)
-        completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt,
-                               num_samples=samples, max_new_tokens=config.max_new_tokens,
-                               temperature=config.temperature if samples > 1 else 0.0, seed=config.seed,
-                               starts=[start[0] if start else None])
+        starts = [start[0] if start else None]
+        # the greedy answer first, then samples - 1 sampled ones: a round never loses the model's best guess
+        completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt, max_new_tokens=config.max_new_tokens,
+                               temperature=0.0, seed=config.seed, starts=starts)
+        if samples > 1:
+            completions += complete(self.model, self.tokenizer, [prompt], fmt=self.fmt, num_samples=samples - 1,
+                                    max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                    seed=config.seed + self.rounds, starts=starts)
+        self.rounds += 1
         designs, invalid = usable_designs(completions, self.tech)
         return Proposal([c.text for c in completions], designs, invalid)
 
