@@ -482,6 +482,41 @@ def data_export(fmt, split, kind, data_dir, out_file, tokens) -> None:
                    f"max {counts.max()}, total {counts.sum()}", err=True)
 
 
+@data.command("fixes")
+@click.option("--split", type=click.Choice(SPLIT_NAMES), default="train", show_default=True)
+@click.option("--kind", type=click.Choice(SPLIT_KINDS), default="heldout", show_default=True)
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True, type=click.Path(file_okay=False))
+@click.option("--targets", "n_targets", type=click.IntRange(min=1), default=None,
+              help="Draw for the first N targets of the split's seeded shuffle (default: all).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
+    """Draw fix-format pairs by simulation: every single move (and pairs of the best) around each retrieved start;
+    cached in DATA/pairs/ and resumable (icgen.llm.fixes)."""
+    from tqdm import tqdm
+
+    from .llm.fixes import FixConfig, fix_pairs
+
+    dataset = _dataset(data_dir)
+    bar = tqdm(unit="target", desc=f"fix pairs {split}", dynamic_ncols=True, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    try:
+        pairs, stats = fix_pairs(dataset, split, kind, seed, FixConfig(targets=n_targets), progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: the targets drawn are kept in {dataset.folder / 'pairs'}; run the same command "
+                   f"to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    bar.close()
+    s = stats.to_dict()
+    click.echo(f"{len(pairs)} fix pairs from {s['targets']} targets: {s['start_meets']} starts already met "
+               f"({s['keep_pairs']} kept as keep), misses fixed by one move {s['single']}, by two {s['double']}, "
+               f"improved {s['improves']}, unfixed {s['unfixed']}; {s['simulations']} simulations")
+
+
 @data.command("stats")
 @click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Default: DATA/stats.")
