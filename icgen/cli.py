@@ -517,6 +517,35 @@ def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
                f"improved {s['improves']}, unfixed {s['unfixed']}; {s['simulations']} simulations")
 
 
+@data.command("preferences")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True,
+              help="The SFT run folder whose answers are sampled.")
+@click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True, type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(SPLIT_KINDS), default="heldout", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="A PreferenceConfig field: samples, temperature, targets, seed, max_new_tokens, chunk.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the pairs (default MODEL/preferences).")
+def data_preferences(model_dir, data_dir, kind, overrides, out_dir) -> None:
+    """Sample K answers per training target, simulate and rank them: DPO and rejection-sampling pairs, resumable
+    (icgen.llm.preferences)."""
+    from .llm.dpo import PREFERENCES_DIR
+    from .llm.fixes import dataset_tech_name
+    from .llm.model import load_finetuned, run_config
+    from .llm.preferences import preference_config, preference_pairs
+    from .sim.engines import open_pool
+
+    config = preference_config(list(overrides))
+    dataset = _dataset(data_dir)
+    model, tokenizer = load_finetuned(model_dir)
+    tech = load_technology(dataset_tech_name(dataset))
+    with open_pool() as pool:
+        meta = preference_pairs(model, tokenizer, run_config(model_dir)["format"], dataset.training_rows(kind), tech,
+                                pool, out_dir or Path(model_dir) / PREFERENCES_DIR, config, str(model_dir))
+    click.echo(f"{meta['preference_pairs']} preference pairs and {meta['rft_pairs']} RFT pairs from "
+               f"{meta['targets']} targets; {meta['simulations']} simulations, share met {meta['share_met']:.3f}")
+
+
 @data.command("stats")
 @click.option("--data", "data_dir", default=str(DEFAULT_DATA_DIR), show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Default: DATA/stats.")
@@ -656,10 +685,24 @@ def _with_jemalloc() -> None:
 @click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default=None,
               help="nf4: QLoRA (CUDA); none: plain LoRA; auto: nf4 on CUDA, none on CPU.")
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint.")
-def train_command(config_path, overrides, quant, resume) -> None:
-    """Fine-tune a Llama-family model with LoRA/QLoRA on the spec->sizing pairs (loss on completions only)."""
+@click.option("--stage", type=click.Choice(["sft", "dpo"]), default=None,
+              help="sft: fine-tune on pairs (default); dpo: preference-tune a run's adapter (or `stage: dpo` in the config).")
+@click.option("--from", "from_run", type=click.Path(file_okay=False), default=None,
+              help="DPO only: the SFT run folder to tune (the reference is that SFT model).")
+def train_command(config_path, overrides, quant, resume, stage, from_run) -> None:
+    """Fine-tune a Llama-family model with LoRA/QLoRA on the spec->sizing pairs (loss on completions only), or
+    preference-tune a run with DPO on simulator-ranked answers (--stage dpo --from RUN)."""
+    from .llm.dpo import config_stage, load_settings, train_dpo
     from .llm.train import load_config, train
 
+    if (stage or config_stage(config_path)) == "dpo":
+        settings = load_settings(config_path, list(overrides), from_run)
+        _with_jemalloc()
+        metrics = train_dpo(settings)
+        click.echo(f"{settings.out}: {metrics['steps']} DPO steps on {metrics['preference_pairs']} pairs, loss "
+                   f"{metrics['before']['loss']:.4f} -> {metrics['after']['loss']:.4f}, reward margin "
+                   f"{metrics['before']['margin']:.4f} -> {metrics['after']['margin']:.4f}")
+        return
     config = load_config(config_path, list(overrides) + ([f"quant={quant}"] if quant else []))
     _with_jemalloc()
     try:

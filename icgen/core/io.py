@@ -36,3 +36,21 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def read_jsonl_records(path: str | Path) -> list[dict]:
+    """The records of a resumable JSONL cache (one JSON object a line, appended and fsync'd as work is done); a torn
+    last line, left by an interruption, is dropped and the file rewritten without it, so appends stay aligned."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text().splitlines()
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    if len(records) < len(lines):
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records

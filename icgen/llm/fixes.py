@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from ..core.io import write_json_atomic
+from ..core.io import read_jsonl_records, write_json_atomic
 from ..core.parse import format_fix
 from ..core.score import SPEC_KEYS, SpecError, Specs, rank_key, relaxed_specs, result_shortfall, shortfall
 from ..core.tech import Technology
@@ -344,26 +344,18 @@ def _rules(config: FixConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in rules.items()}
 
 
-def _tech_name(data: Dataset) -> str:
+def dataset_tech_name(data: Dataset) -> str:
+    """The name of the technology a dataset was simulated in (ptm65 when its provenance does not say)."""
     meta = data.meta
     tech = meta.get("technology") or meta.get("v1_meta", {}).get("technology") or {}
     return tech.get("name", "ptm65") if isinstance(tech, dict) else str(tech)
 
 
-def _read_records(path: Path) -> list[dict]:
-    """The records of an earlier (possibly interrupted) draw; a torn last line is dropped and redrawn."""
-    if not path.is_file():
-        return []
-    records = []
-    lines = path.read_text().splitlines()
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            break
-    if len(records) < len(lines):  # rewrite without the torn tail so appends stay line-aligned
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return records
+_tech_name = dataset_tech_name
+
+
+_read_records = read_jsonl_records
+"""Kept under this module's name (icgen.core.io.read_jsonl_records)."""
 
 
 def _write_meta(path: Path, data: Dataset, split: str, kind: str, seed: int, config: FixConfig,

@@ -160,6 +160,19 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     return str(value)
 
 
+def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
+    """`raw` with --set key=value overrides (values read as YAML) or a mapping applied, in place."""
+    if isinstance(overrides, dict):
+        raw.update(overrides)
+        return raw
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: use key=value")
+        raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """A config from YAML (default: the embedded CPU config) with key=value overrides, validated."""
     path = Path(path) if path else CONFIG_DIR / "smollm2-135m-cpu.yaml"
@@ -171,14 +184,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of keys to values")
-    if isinstance(overrides, dict):
-        raw.update(overrides)
-    else:
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--set {item!r}: use key=value")
-            raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    apply_overrides(raw, overrides)
+    if raw.pop("stage", "sft") != "sft":
+        raise ConfigError(f"{path}: a `stage: dpo` config is for icgen.llm.dpo (icgen train --stage dpo --from RUN)")
     known = {f.name: f for f in fields(TrainConfig)}
     unknown = [k for k in raw if k not in known]
     if unknown:
