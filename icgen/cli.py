@@ -757,6 +757,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--budget", type=int, default=EvalConfig.budget, show_default=True,
               help="Simulations per target and method.")
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
+@click.option("--loop-samples", type=int, default=EvalConfig.loop_samples, show_default=True,
+              help="Model answers per round in the model-loop: the greedy one and N-1 sampled.")
 @click.option("--methods", default=",".join(EvalConfig.methods), show_default=True)
 @click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
 @click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=EvalConfig.objective, show_default=True,
@@ -774,8 +776,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand, objective, drop, targets_file, model_dir,
-                 data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, samples, loop_samples, methods, no_hand, objective, drop,
+                 targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -788,7 +790,7 @@ def eval_command(split, split_kind, n_targets, budget, samples, methods, no_hand
 
     dropped = tuple(SPEC_KEY_BY_NAME.get(d.strip(), d.strip()) for d in drop.split(",") if d.strip())
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
-                        objective=objective, drop=dropped,
+                        loop_samples=loop_samples, objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
                         targets=targets_file)
     try:

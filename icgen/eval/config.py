@@ -65,7 +65,7 @@ class EvalConfig:
         if unknown:
             raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
         if self.n < 0 or self.budget < 1 or self.samples < 1 or self.seed < 0 or self.loop_samples < 1:
-            raise ConfigError("{n} and {seed} must be >= 0, {budget}, {samples} and loop_samples >= 1")
+            raise ConfigError("{n} and {seed} must be >= 0, {budget}, {samples} and {loop_samples} >= 1")
         if self.budget > MAX_BUDGET:
             raise ConfigError(f"{{budget}} {self.budget} is above the ceiling of {MAX_BUDGET} simulations per target")
         if self.samples > self.budget:
