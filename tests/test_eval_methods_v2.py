@@ -241,3 +241,22 @@ def test_icgen_eval_runs_a_targets_file_and_reports_it(tmp_path):
     assert not by[("retrieval-local", "hard")]["met"]
     report = (out / "report.md").read_text()
     assert f"## Your targets (`{path}`)" in report and "## Paired comparisons" in report
+
+
+def test_retrieval_move_keeps_a_start_that_meets_and_moves_one_that_misses(tech):
+    from icgen.eval.methods import retrieval_move
+    from icgen.llm.fixes import FixConfig, single_moves
+
+    pool = FakePool()
+    ctx = _context(tech, pool)
+    easy = Specs(gain_db=30)
+    kept = retrieval_move(Target("easy", "hand", easy), ctx, seed=0)
+    top = design_of(rank_rows(_table(TRAINING), easy).iloc[0])
+    assert pool.simulated == [top] and kept.source == "retrieval" and kept.simulations == 1
+    hard = Specs(gain_db=90)
+    moved = retrieval_move(Target("hard", "hand", hard), ctx, seed=0)
+    top = design_of(rank_rows(_table(TRAINING), hard).iloc[0])
+    assert moved.simulations == 1 and moved.source == "move"
+    assert pool.simulated[-1] in single_moves(top, tech, FixConfig()) and pool.simulated[-1] != top
+    again = retrieval_move(Target("hard", "hand", hard), _context(tech, FakePool()), seed=0)
+    assert again.design == moved.design  # seeded by target name and seed

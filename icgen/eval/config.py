@@ -8,12 +8,12 @@ from ..core.objective import objective
 from ..core.score import SPEC_KEYS, Relax
 from ..sizing.config import MAX_BUDGET
 
-METHOD_NAMES = ("nearest-neighbour", "retrieval", "random-search", "optuna-tpe", "optuna-constrained", "retrieval-local",
-                "loop", "model-greedy", "model-best-of-n", "model-loop")
+METHOD_NAMES = ("nearest-neighbour", "retrieval", "retrieval-move", "random-search", "optuna-tpe", "optuna-constrained",
+                "retrieval-local", "loop", "model-greedy", "model-best-of-n", "model-loop")
 """The eval's methods (icgen.eval.methods.REGISTRY holds them), in report order."""
-DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m not in ("model-loop", "optuna-constrained"))
-"""What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target) and
-optuna-constrained (the baseline of `--objective`)."""
+DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m not in ("model-loop", "optuna-constrained", "retrieval-move"))
+"""What `icgen eval` runs unless told: every method but model-loop (up to `budget` generate calls per target),
+optuna-constrained (the baseline of `--objective`) and retrieval-move (the fix model's control)."""
 
 
 Tolerance = Relax

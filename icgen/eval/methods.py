@@ -5,6 +5,8 @@
 - model-loop: the loop's retrieval, then only the model, asked again with each new best until the budget is spent;
 - loop: `icgen size` (retrieval, surrogate steps, model, designer's directions, local search) under the budget;
 - retrieval: the loop's top-ranked training design, simulated once (the strong one-shot baseline);
+- retrieval-move: that design, or one random single move of it when its recorded metrics miss (the fix format's
+  control: a one-shot answer that cannot read the verdict);
 - retrieval-local: the loop's retrieval, then its random local search, under the budget;
 - nearest-neighbour: the training design whose metrics are closest to the target, simulated;
 - random-search: log-uniform random designs until the specs are met or the budget is spent;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -255,6 +258,27 @@ def retrieval(target: Target, ctx: Context, seed: int) -> Outcome:
     return _sized("retrieval", target, ctx, config)
 
 
+def retrieval_move(target: Target, ctx: Context, seed: int) -> Outcome:
+    """The fix model's control at its cost (one simulation): retrieval's first design when its recorded metrics meet
+    the target (as a model answering `keep` would), otherwise that design with one single move of the fix move set
+    drawn at random (`icgen.llm.fixes.single_moves`): what a model that cannot read the verdict would answer."""
+    from ..llm.fixes import FixConfig, single_moves
+
+    ranked = rank_rows(ctx.train, target.specs)
+    if not len(ranked):
+        return _outcome("retrieval-move", target, [], 0.0, 0, 0)
+    start = time.perf_counter()
+    top = ranked.iloc[0]
+    design, source = design_of(top), "retrieval"
+    if shortfall(metrics_of(top), target.specs) > 0:
+        moves = single_moves(design, ctx.tech, FixConfig())
+        rng = np.random.default_rng([seed, zlib.crc32(target.name.encode())])
+        design, source = moves[int(rng.integers(len(moves)))], "move"
+    results = ctx.simulate([design], target.specs)
+    return _outcome("retrieval-move", target, results, time.perf_counter() - start, 1, len(results), source=source,
+                    goal=ctx.goal)
+
+
 def retrieval_local(target: Target, ctx: Context, seed: int) -> Outcome:
     """The loop's retrieval, then its random local search around the best design, under the eval's budget."""
     config = SizeConfig(steps=("retrieval", "local"), samples=0, budget=ctx.config.budget, seed=seed,
@@ -322,6 +346,7 @@ class Method:
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("nearest-neighbour", run=lambda target, ctx, seed: nearest_neighbour(target, ctx)),
     Method("retrieval", run=retrieval),
+    Method("retrieval-move", run=retrieval_move),
     Method("random-search", run=random_search),
     Method("optuna-tpe", run=optuna_tpe),
     Method("optuna-constrained", run=optuna_constrained),
