@@ -189,3 +189,25 @@ def test_the_model_step_asks_greedy_first_then_samples_and_reads_fixes_against_t
     assert proposal.designs[1] == EXAMPLE_DESIGN.replace(C0=0.5e-12)
     proposer.propose(specs, best, None, 3, SizeConfig())
     assert calls[3][2] != calls[1][2]  # each round's samples get their own seed
+
+
+def test_every_simulated_move_is_recorded_and_winners_give_one_pair_each(tech, tmp_path):
+    from icgen.core.paths import DEFAULT_DATA_DIR
+    from icgen.data.dataset import Dataset
+
+    # wants 43 dB: from 40 dB both W1*1.4 (42.9 dB... short) and W1*2 (46 dB) are tried; only winners make pairs
+    train = _table([EXAMPLE_DESIGN])
+    target_design = EXAMPLE_DESIGN.replace(W1=15e-6 * 10 ** (3.5 / 20))
+    target = pd.DataFrame([{"index": 5, **target_design.to_dict(), **fake_metrics(target_design).to_dict(),
+                            "working": True}])
+    record = FixDrawer(train, tech, FakePool(), FixConfig(drop_share=0.0)).draw_chunk(target)[0]
+    assert len(record["moves"]) == record["simulations"] and record["moves"]["W1*2"] == 0.0
+    assert record["moves"]["W1*0.5"] > 0 and record["winners"][0] == record["pair"]["completion"]
+    assert set(record["winners"]) == {m for m, short in record["moves"].items() if short == 0.0}
+    data = Dataset(DEFAULT_DATA_DIR)
+    one, _ = fix_pairs(data, "train", config=FixConfig(targets=12), tech=tech, pool=FakePool(), folder=tmp_path)
+    many, _ = fix_pairs(data, "train", config=FixConfig(targets=12), tech=tech, pool=FakePool(), folder=tmp_path,
+                        winners=3)
+    assert len(many) >= len(one) and {p["completion"] for p in one} <= {p["completion"] for p in many}
+    for pair in many:
+        assert pair["prompt"] in {p["prompt"] for p in one}

@@ -243,12 +243,16 @@ class FixDrawer:
 
     def _choose(self, record: dict, specs: Specs, start_design: Design, start_metrics) -> None:
         single, double = record.pop("tried"), record.pop("tried_double", [])
+        # every simulated move's shortfall, and the moves that meet (fewest moves, then largest worst margin, first):
+        # enough to rebuild the pairs with several winning moves per miss (`fix_pairs(winners=)`) without simulating
+        record["moves"] = {format_fix(start_design, d): round(result_shortfall(r, specs), 6) for d, r in single + double}
         for kind, tried in (("single", single), ("double", double)):
-            meeting = [(d, r) for d, r in tried if result_shortfall(r, specs) == 0.0]
+            meeting = sorted(((d, r) for d, r in tried if result_shortfall(r, specs) == 0.0),
+                             key=lambda t: rank_key(t[1], specs, t[1].status, True))
             if meeting:
-                design, _ = min(meeting, key=lambda t: rank_key(t[1], specs, t[1].status, True))
                 record.update(kind=kind, meeting=len(meeting),
-                              pair=self._pair(specs, start_design, start_metrics, design))
+                              winners=[format_fix(start_design, d) for d, _ in meeting],
+                              pair=self._pair(specs, start_design, start_metrics, meeting[0][0]))
                 return
         every = single + double
         best_design, best = min(every, key=lambda t: result_shortfall(t[1], specs))
@@ -271,13 +275,15 @@ def cache_path(folder: Path, split: str, kind: str, seed: int) -> Path:
 
 def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, config: FixConfig = FixConfig(),
               tech: Technology | None = None, pool=None, folder: Path | None = None,
-              progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], FixStats]:
+              progress: Callable[[int, int], None] | None = None, winners: int = 1) -> tuple[list[dict], FixStats]:
     """The split's fix pairs, drawn once and cached in `folder` (default DATA/pairs/; resumed when a draw was
     interrupted).
 
     Targets are the split's working rows (a seeded shuffle, the first `config.targets`); starts come from the
     training split. A pool is opened when one is needed and none is given. The move rules (`config` but `targets`
-    and `chunk`) are part of the cache: a draw under other rules is refused rather than mixed in."""
+    and `chunk`) are part of the cache: a draw under other rules is refused rather than mixed in. `winners`: a miss
+    that several moves fix gives a pair for each of its best `winners` (records drawn before moves were recorded
+    give their one pair), so the model learns which moves work rather than one arbitrary winner."""
     from ..core.tech import load_technology
 
     path = cache_path(Path(folder) if folder else data.folder / PAIRS_DIR, split, kind, seed)
@@ -331,9 +337,13 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
     order = {int(i): n for n, i in enumerate(rows["index"])}
     pairs = []
     for record in sorted(done, key=lambda r: order.get(r["index"], len(order))):
-        if record["pair"] is not None:
-            pairs.append({**record["pair"], "index": record["index"], "start_index": record["start_index"],
-                          "kind": record["kind"]})
+        if record["pair"] is None:
+            continue
+        completions = record.get("winners", [record["pair"]["completion"]])[:winners] if winners > 1 else \
+            [record["pair"]["completion"]]
+        for completion in completions:
+            pairs.append({"prompt": record["pair"]["prompt"], "completion": completion, "index": record["index"],
+                          "start_index": record["start_index"], "kind": record["kind"]})
     return pairs, stats
 
 

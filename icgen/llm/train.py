@@ -50,6 +50,9 @@ class TrainConfig:
     fix_targets: int | None = None
     """Fix format only: draw training pairs for the first N training targets of a seeded shuffle (None: all);
     drawing simulates about 60 moves per start that misses (icgen.llm.fixes)."""
+    fix_winners: int = 1
+    """Fix format only: a training miss that several moves fix gives a pair for each of its best N (1: the best;
+    needs a draw that recorded its moves)."""
     split_kind: str = "heldout"
     """Which split to train and validate on: heldout or random."""
     train_subset: int | None = None
@@ -122,6 +125,7 @@ class TrainConfig:
             (self.lora_layers is None or self.lora_layers >= 1, "lora_layers must be >= 1 or null"),
             (self.edits_per_design >= 1, "edits_per_design must be >= 1"),
             (self.fix_targets is None or self.fix_targets >= 1, "fix_targets must be >= 1 or null"),
+            (self.fix_winners >= 1, "fix_winners must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -247,7 +251,8 @@ def load_pairs(config: TrainConfig, split: str, subset: int | None) -> list[dict
 
     try:
         pairs = dataset_pairs(Dataset(config.data).require(), config.format, split, config.split_kind, config.seed,
-                              config.edits_per_design, config.fix_targets if split == "train" else None)
+                              config.edits_per_design, config.fix_targets if split == "train" else None,
+                              config.fix_winners if split == "train" else 1)
     except DatasetError as err:
         raise ConfigError(f"data={config.data}: {err}") from err
     order = np.random.default_rng(config.seed).permutation(len(pairs))
