@@ -12,7 +12,8 @@ from dataclasses import dataclass
 Z95 = 1.959963984540054
 """The standard normal's 97.5 % quantile: two-sided 95 % limits."""
 PAIRS: tuple[tuple[str, str], ...] = (("loop", "retrieval"), ("model-greedy", "retrieval"),
-                                      ("model-loop", "retrieval-local"), ("retrieval-local", "retrieval"))
+                                      ("model-greedy", "retrieval-move"), ("model-loop", "retrieval-local"),
+                                      ("model-loop", "retrieval"), ("retrieval-local", "retrieval"))
 """The report's paired comparisons (A vs B), each shown when both methods ran."""
 
 
