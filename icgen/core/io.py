@@ -54,3 +54,24 @@ def read_jsonl_records(path: str | Path) -> list[dict]:
     if len(records) < len(lines):
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return records
+
+
+def append_drawn(path: str | Path, todo, draw, chunk: int, progress=None) -> list[dict]:
+    """Work through the rows of `todo` (a table) `chunk` at a time with `draw(rows) -> records`, appending each
+    chunk's records to the JSONL cache at `path` and fsyncing before the next, so an interruption loses at most the
+    chunk in hand (`read_jsonl_records` drops its torn line); `progress(done, total)` after each chunk. The records
+    drawn."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    drawn: list[dict] = []
+    with open(path, "a") as fh:
+        for begin in range(0, len(todo), chunk):
+            records = draw(todo.iloc[begin:begin + chunk])
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            drawn += records
+            if progress:
+                progress(min(begin + chunk, len(todo)), len(todo))
+    return drawn

@@ -20,7 +20,6 @@ target, resumable: an interrupted draw continues where it stopped) with their pr
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.design import DESIGN_KEYS, VARIABLE_BY_KEY, Design
-from ..core.io import read_jsonl_records, write_json_atomic
+from ..core.io import append_drawn, read_jsonl_records, write_json_atomic
 from ..core.parse import format_fix
 from ..core.score import SPEC_KEYS, SpecError, Specs, rank_key, relaxed_specs, result_shortfall, shortfall
 from ..core.tech import Technology
@@ -314,17 +313,7 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
             drawer_pool = opened.__enter__()
         try:
             drawer = FixDrawer(data.training_rows(kind), tech, drawer_pool, config, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as fh:
-                for begin in range(0, len(todo), config.chunk):
-                    records = drawer.draw_chunk(todo.iloc[begin:begin + config.chunk])
-                    for record in records:
-                        fh.write(json.dumps(record) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                    done += records
-                    if progress:
-                        progress(min(begin + config.chunk, len(todo)), len(todo))
+            done += append_drawn(path, todo, drawer.draw_chunk, config.chunk, progress)
         finally:
             if opened is not None:
                 opened.__exit__(None, None, None)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ConfigError
-from ..core.io import read_jsonl_records, write_json_atomic
+from ..core.io import append_drawn, read_jsonl_records, write_json_atomic
 from ..core.score import SpecError, Specs, healthy_result, relaxed_specs, result_shortfall
 from ..core.status import Status
 from ..core.tech import Technology
@@ -229,16 +229,8 @@ def preference_pairs(model, tokenizer, fmt: str, train: pd.DataFrame, tech: Tech
     todo = rows[~rows["index"].isin({r["index"] for r in done})]
     started = time.time()
     sampler = PreferenceSampler(model, tokenizer, fmt, train, tech, pool, config) if len(todo) else None
-    with open(path, "a") as fh:
-        for begin in range(0, len(todo), config.chunk):
-            records = sampler.draw_chunk(todo.iloc[begin:begin + config.chunk])
-            for record in records:
-                fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            done += records
-            if progress:
-                progress(min(begin + config.chunk, len(todo)), len(todo))
+    if sampler is not None:
+        done += append_drawn(path, todo, sampler.draw_chunk, config.chunk, progress)
     done.sort(key=lambda r: order[r["index"]])
     preferences = [p for r in done for p in pairs_of(r)]
     rft = [p for r in done for p in rft_pairs_of(r)]
