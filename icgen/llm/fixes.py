@@ -302,7 +302,7 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
     done = [r for r in _read_records(path) if r["index"] in wanted]
     todo = rows[~rows["index"].isin({r["index"] for r in done})]
     if len(todo):
-        tech = tech or load_technology(_tech_name(data))
+        tech = tech or load_technology(dataset_tech_name(data))
         drawer_pool = pool
         started = time.time()
         opened = None
@@ -344,13 +344,10 @@ def _rules(config: FixConfig) -> dict:
 
 
 def dataset_tech_name(data: Dataset) -> str:
-    """The name of the technology a dataset was simulated in (ptm65 when its provenance does not say)."""
-    meta = data.meta
-    tech = meta.get("technology") or meta.get("v1_meta", {}).get("technology") or {}
-    return tech.get("name", "ptm65") if isinstance(tech, dict) else str(tech)
+    """The technology a dataset was simulated in (`Dataset.technology_name`; the default one when it records none)."""
+    from ..core.tech import DEFAULT_TECH
 
-
-_tech_name = dataset_tech_name
+    return data.technology_name or DEFAULT_TECH
 
 
 _read_records = read_jsonl_records
