@@ -685,23 +685,28 @@ def _with_jemalloc() -> None:
 @click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default=None,
               help="nf4: QLoRA (CUDA); none: plain LoRA; auto: nf4 on CUDA, none on CPU.")
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint.")
-@click.option("--stage", type=click.Choice(["sft", "dpo"]), default=None,
-              help="sft: fine-tune on pairs (default); dpo: preference-tune a run's adapter (or `stage: dpo` in the config).")
+@click.option("--stage", type=click.Choice(["sft", "dpo", "rft"]), default=None,
+              help="sft: fine-tune on pairs (default); dpo: preference-tune a run's adapter; rft: fine-tune it on its "
+                   "own answers that met (or `stage:` in the config).")
 @click.option("--from", "from_run", type=click.Path(file_okay=False), default=None,
-              help="DPO only: the SFT run folder to tune (the reference is that SFT model).")
+              help="dpo/rft only: the SFT run folder to tune (for DPO the reference is that SFT model).")
 def train_command(config_path, overrides, quant, resume, stage, from_run) -> None:
     """Fine-tune a Llama-family model with LoRA/QLoRA on the spec->sizing pairs (loss on completions only), or
     preference-tune a run with DPO on simulator-ranked answers (--stage dpo --from RUN)."""
     from .llm.dpo import config_stage, load_settings, train_dpo
+    from .llm.rft import train_rft
     from .llm.train import load_config, train
 
-    if (stage or config_stage(config_path)) == "dpo":
-        settings = load_settings(config_path, list(overrides), from_run)
+    tuners = {"dpo": train_dpo, "rft": train_rft}  # the stages that continue an SFT run
+    chosen = stage or config_stage(config_path)
+    if chosen in tuners:
+        settings = load_settings(config_path, list(overrides), from_run, stage=chosen)
         _with_jemalloc()
-        metrics = train_dpo(settings)
-        click.echo(f"{settings.out}: {metrics['steps']} DPO steps on {metrics['preference_pairs']} pairs, loss "
-                   f"{metrics['before']['loss']:.4f} -> {metrics['after']['loss']:.4f}, reward margin "
-                   f"{metrics['before']['margin']:.4f} -> {metrics['after']['margin']:.4f}")
+        metrics = tuners[chosen](settings)
+        line = (f"reward margin {metrics['before']['margin']:.4f} -> {metrics['after']['margin']:.4f}"
+                if chosen == "dpo" else f"{metrics['rft_pairs']} pairs")
+        click.echo(f"{settings.out}: {metrics['steps']} {chosen.upper()} steps, loss {metrics['before']['loss']:.4f}"
+                   f" -> {metrics['after']['loss']:.4f}, {line}")
         return
     config = load_config(config_path, list(overrides) + ([f"quant={quant}"] if quant else []))
     _with_jemalloc()

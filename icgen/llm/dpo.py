@@ -25,8 +25,11 @@ from ..core.io import write_json_atomic
 from .model import base_folder, run_config
 from .preferences import read_preferences
 
-STAGES = ("sft", "dpo")
-"""What `icgen train --stage` runs: supervised fine-tuning (icgen.llm.train) or preference tuning (this module)."""
+STAGES = ("sft", "dpo", "rft")
+"""What `icgen train --stage` runs: supervised fine-tuning (icgen.llm.train), preference tuning (this module) or
+rejection-sampling fine-tuning of a run on its own answers that met (icgen.llm.rft)."""
+TUNE_STAGES = STAGES[1:]
+"""The stages that continue an SFT run's adapter (DPOSettings.stage)."""
 PREFERENCES_DIR = "preferences"
 """RUN/preferences: the default home of a run's preference pairs (icgen.llm.preferences writes them)."""
 POLICY_ADAPTER = "default"
@@ -37,14 +40,15 @@ REFERENCE_ADAPTER = "ref"
 
 @dataclass(frozen=True)
 class DPOSettings:
-    """Everything a DPO run depends on; YAML with `stage: dpo`, overridden by --set key=value."""
+    """Everything a run that tunes an SFT adapter further depends on (DPO, or RFT without `beta`); YAML with
+    `stage: dpo` or `stage: rft`, overridden by --set key=value."""
 
     from_run: str = ""
     """The SFT run folder whose adapter is tuned (and is the reference)."""
     preferences: str | None = None
     """Folder with preferences.jsonl (default RUN/preferences)."""
     name: str | None = None
-    """Run name; the default output folder is runs/NAME (default: the SFT run's name + -dpo)."""
+    """Run name; the default output folder is runs/NAME (default: the SFT run's name + -STAGE)."""
     output_dir: str | None = None
     """Where to write the run (default runs/NAME)."""
     beta: float = 0.1
@@ -67,10 +71,14 @@ class DPOSettings:
     """Log the DPO loss and reward margins every N steps."""
     seed: int = 0
     """Seed for data order and dropout."""
+    stage: str = "dpo"
+    """dpo: preference pairs (preferences.jsonl); rft: supervised on the answers that met (rft.jsonl)."""
 
     def __post_init__(self) -> None:
         checks = [
-            (bool(self.from_run), "from_run must name the SFT run folder (icgen train --stage dpo --from RUN)"),
+            (self.stage in TUNE_STAGES, f"stage must be one of {', '.join(TUNE_STAGES)}, not {self.stage!r}"),
+            (bool(self.from_run), f"from_run must name the SFT run folder (icgen train --stage {self.stage} "
+                                  f"--from RUN)"),
             (math.isfinite(self.beta) and self.beta > 0, f"beta must be a positive number, not {self.beta}"),
             (0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), not {self.learning_rate}"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
@@ -87,7 +95,7 @@ class DPOSettings:
     def out(self) -> Path:
         if self.output_dir:
             return Path(self.output_dir)
-        return Path("runs") / (self.name or Path(self.from_run).resolve().name + "-dpo")
+        return Path("runs") / (self.name or Path(self.from_run).resolve().name + f"-{self.stage}")
 
     @property
     def preferences_folder(self) -> Path:
@@ -95,8 +103,9 @@ class DPOSettings:
 
 
 def load_settings(path: str | Path | None = None, overrides: list[str] | dict | None = None,
-                  from_run: str | None = None) -> DPOSettings:
-    """DPO settings from YAML (`stage: dpo`; none: the defaults) with key=value overrides, validated."""
+                  from_run: str | None = None, stage: str | None = None) -> DPOSettings:
+    """Tuning settings from YAML (`stage: dpo|rft`; none: the defaults) with key=value overrides, validated; `stage`
+    (the command line's) wins over the YAML's."""
     from .train import _coerce, apply_overrides  # one rule for both stages' --set
 
     raw: dict = {}
@@ -108,7 +117,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | dict | 
             raise ConfigError(f"{path} is not a readable YAML config: {str(err).splitlines()[0]}") from err
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must be a mapping of keys to values")
-    raw.pop("stage", None)
+    raw["stage"] = stage or raw.get("stage") or "dpo"
     apply_overrides(raw, overrides)
     if from_run:
         raw["from_run"] = from_run
@@ -252,44 +261,50 @@ def train_dpo(settings: DPOSettings, pairs: list[dict] | None = None) -> dict:
     """Run DPO on a run's SFT adapter against the SFT model; returns the metrics written to OUT/metrics.json."""
     import torch
 
-    from .train import hardware
-
     if not torch.cuda.is_available():
         torch.set_num_threads(os.cpu_count() or 1)
     started = time.time()
-    run, sft, out = Path(settings.from_run), run_config(settings.from_run), settings.out
+    run = Path(settings.from_run)
     prepared = prepare_dpo(settings, pairs)
     model, tokenizer, kept = prepared.model, prepared.tokenizer, prepared.pairs
     before = preference_stats(model, tokenizer, kept, settings.beta)
     result = prepared.trainer.train()
     after = preference_stats(model, tokenizer, kept, settings.beta)
+    metrics = {"reference": f"the SFT model: base + {run / 'adapter'} (frozen adapter {REFERENCE_ADAPTER!r})",
+               "preference_pairs": len(kept), "dropped_too_long": prepared.dropped,
+               "steps": prepared.trainer.state.global_step, "train_loss": result.training_loss,
+               "before": before, "after": after}
+    return save_tuned(model, tokenizer, settings, metrics, started, card_section(settings, metrics))
+
+
+def save_tuned(model, tokenizer, settings: DPOSettings, metrics: dict, started: float, section: list[str]) -> dict:
+    """Write a tuned run as every run is written: the policy adapter, the SFT config (so that `load_finetuned` reads
+    it), STAGE.yaml, metrics.json (with the preference draw's provenance and the CPU time) and the model card."""
+    from .train import hardware
+
+    run, sft, out = Path(settings.from_run), run_config(settings.from_run), settings.out
     model.save_pretrained(out / "adapter", selected_adapters=[POLICY_ADAPTER])
     tokenizer.save_pretrained(out / "adapter")
     (out / "config.yaml").write_text(yaml.safe_dump({**sft, "name": out.name, "output_dir": str(out)},
                                                     sort_keys=False))
-    (out / "dpo.yaml").write_text(yaml.safe_dump({"stage": "dpo", **asdict(settings)}, sort_keys=False))
+    (out / f"{settings.stage}.yaml").write_text(yaml.safe_dump(asdict(settings), sort_keys=False))
     preferences_meta = settings.preferences_folder / "preferences.json"
-    metrics = {"stage": "dpo", "from_run": str(run.resolve()), "base": sft["base"], "format": sft["format"],
-               "reference": f"the SFT model: base + {run / 'adapter'} (frozen adapter {REFERENCE_ADAPTER!r})",
-               "preference_pairs": len(kept), "dropped_too_long": prepared.dropped,
-               "steps": prepared.trainer.state.global_step, "train_loss": result.training_loss,
-               "before": before, "after": after,
+    metrics = {"stage": settings.stage, "from_run": str(run.resolve()), "base": sft["base"], "format": sft["format"],
+               **metrics,
                "preferences": json.loads(preferences_meta.read_text()) if preferences_meta.is_file() else None,
-               "wall_s": time.time() - started, "hardware": hardware()}
+               "wall_s": time.time() - started, "cpu_s": time.process_time(), "hardware": hardware()}
     write_json_atomic(metrics, out / "metrics.json")
-    write_card(out, run, settings, metrics)
+    write_card(out, run, settings, metrics, section)
     return metrics
 
 
-def write_card(out: Path, run: Path, settings: DPOSettings, metrics: dict) -> Path:
-    """README.md: the SFT run's card (copied) followed by a preference-tuning section."""
-    sft_card = run / "README.md"
-    lines = [sft_card.read_text().rstrip(), ""] if sft_card.is_file() else [f"# {out.name}", ""]
+def card_section(settings: DPOSettings, metrics: dict) -> list[str]:
+    """The DPO section of the model card."""
     before, after = metrics["before"], metrics["after"]
-    lines += [
+    return [
         "## Preference tuning (DPO)", "",
-        f"The SFT adapter of `{run}` trained further with DPO (TRL) on simulator-ranked answer pairs; the reference "
-        "is the SFT model (base + SFT adapter, frozen).", "",
+        f"The SFT adapter of `{settings.from_run}` trained further with DPO (TRL) on simulator-ranked answer pairs; "
+        "the reference is the SFT model (base + SFT adapter, frozen).", "",
         "| what | value |", "|---|---|",
         f"| preference pairs | {metrics['preference_pairs']} (dropped as too long: {metrics['dropped_too_long']}) |",
         f"| beta / lr / epochs / batch | {settings.beta} / {settings.learning_rate} / {settings.epochs} / "
@@ -297,9 +312,21 @@ def write_card(out: Path, run: Path, settings: DPOSettings, metrics: dict) -> Pa
         f"| steps | {metrics['steps']} |",
         f"| DPO loss on the pairs, before -> after | {before['loss']:.4f} -> {after['loss']:.4f} |",
         f"| reward margin, before -> after | {before['margin']:.4f} -> {after['margin']:.4f} |",
-        f"| pairs ranked right, before -> after | {before['accuracy']:.3f} -> {after['accuracy']:.3f} |",
-        f"| hardware | {metrics['hardware']} |", "",
-        "## Reproduce (DPO)", "", "```sh", f"icgen train --stage dpo --from {run}", "```", ""]
+        f"| pairs ranked right, before -> after | {before['accuracy']:.3f} -> {after['accuracy']:.3f} |"]
+
+
+def write_card(out: Path, run: Path, settings: DPOSettings, metrics: dict, section: list[str]) -> Path:
+    """README.md: the SFT run's card (copied) followed by the tuning stage's section, its cost and how to redo it."""
+    sft_card = run / "README.md"
+    lines = [sft_card.read_text().rstrip(), ""] if sft_card.is_file() else [f"# {out.name}", ""]
+    draw = metrics.get("preferences") or {}
+    lines += section + [
+        f"| answers sampled / simulations for them | {draw.get('answers', '?')} / {draw.get('simulations', '?')} "
+        f"(share met {draw.get('share_met', float('nan')):.3f}) |",
+        f"| hardware / wall / CPU time | {metrics['hardware']} / {metrics['wall_s'] / 60:.1f} min / "
+        f"{metrics['cpu_s']:.0f} CPU-s |", "",
+        f"## Reproduce ({settings.stage})", "", "```sh", f"icgen train --stage {settings.stage} --from {run}", "```",
+        ""]
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.io import append_drawn, read_jsonl_records, write_json_atomic
-from ..core.score import SpecError, Specs, healthy_result, relaxed_specs, result_shortfall
+from ..core.score import SpecError, Specs, healthy_result, relaxed_specs, result_shortfall, shortfall
 from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import design_of, metrics_of
@@ -40,6 +40,10 @@ RFT_FILE = "rft.jsonl"
 """Rejection-sampling fine-tuning pairs: {"prompt", "completion"} of the answers that met their bounds."""
 META_FILE = "preferences.json"
 """Provenance of the three files above."""
+
+
+STARTS = ("all", "missed")
+"""PreferenceConfig.starts: which training targets are sampled."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,16 @@ class PreferenceConfig:
     """Longest sampled completion, in tokens."""
     chunk: int = 16
     """Targets sampled and simulated together (one generate and one pool map per chunk)."""
+    starts: str = "all"
+    """Which targets are sampled: `all`, or `missed` (only those whose retrieved start misses its bounds, read from
+    the table without a simulation: where a fix model's answers differ most, since a met start is mostly `keep`)."""
 
     def __post_init__(self) -> None:
         checks = [(self.samples >= 2, f"samples (K) must be >= 2 to compare answers, not {self.samples}"),
                   (0 < self.temperature <= 5, f"temperature must be in (0, 5], not {self.temperature}"),
                   (self.targets is None or self.targets >= 1, "targets must be >= 1 or null"),
-                  (self.max_new_tokens >= 1 and self.chunk >= 1, "max_new_tokens and chunk must be >= 1")]
+                  (self.max_new_tokens >= 1 and self.chunk >= 1, "max_new_tokens and chunk must be >= 1"),
+                  (self.starts in STARTS, f"starts must be one of {', '.join(STARTS)}, not {self.starts!r}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -175,8 +183,9 @@ class PreferenceSampler:
             ranked = rank_rows(self.train[self.train["index"] != row["index"]], specs)  # never its own answer
             top = ranked.iloc[0]
             start = (design_of(top), metrics_of(top))
+            skip = self.config.starts == "missed" and shortfall(start[1], specs) == 0.0  # its start already meets
             out.append({"index": int(row["index"]), "start_index": int(top["index"]), "specs": specs,
-                        "start": start[0], "prompt": spec_prompt(specs, start[1], self.fmt, start)})
+                        "start": start[0], "prompt": spec_prompt(specs, start[1], self.fmt, start), "skip": skip})
         return out
 
     def draw_chunk(self, rows: pd.DataFrame) -> list[dict]:
@@ -184,9 +193,13 @@ class PreferenceSampler:
         from .complete import complete
 
         config = self.config
-        targets = self.prompts(rows)
+        every = self.prompts(rows)
+        targets = [t for t in every if not t["skip"]]
+        skipped = [{"index": t["index"], "start_index": t["start_index"], "specs": t["specs"].given(),
+                    "prompt": t["prompt"], "answers": [], "simulations": 0, "skipped": "start meets"}
+                   for t in every if t["skip"]]  # kept, so that a resumed draw does not rank them again
         if not targets:
-            return []
+            return skipped
         completions = complete(self.model, self.tokenizer, [t["prompt"] for t in targets], fmt=self.fmt,
                                num_samples=config.samples, temperature=config.temperature,
                                max_new_tokens=config.max_new_tokens, seed=config.seed + targets[0]["index"],
@@ -202,7 +215,7 @@ class PreferenceSampler:
             records.append({"index": target["index"], "start_index": target["start_index"],
                             "specs": target["specs"].given(), "prompt": target["prompt"], "answers": answers,
                             "simulations": sum(i in results for i in mine)})
-        return records
+        return records + skipped
 
 
 def preference_pairs(model, tokenizer, fmt: str, train: pd.DataFrame, tech: Technology, pool, folder: str | Path,
@@ -215,7 +228,8 @@ def preference_pairs(model, tokenizer, fmt: str, train: pd.DataFrame, tech: Tech
     path = folder / SAMPLES_FILE.format(seed=config.seed)
     meta_path = folder / META_FILE
     settings = {"format": fmt, "samples": config.samples, "temperature": config.temperature,
-                "max_new_tokens": config.max_new_tokens, "model": model_folder}
+                "max_new_tokens": config.max_new_tokens, "model": model_folder,
+                "starts": config.starts}
     if meta_path.is_file():
         earlier = json.loads(meta_path.read_text()).get("settings")
         if earlier is not None and earlier != settings:
@@ -241,7 +255,8 @@ def preference_pairs(model, tokenizer, fmt: str, train: pd.DataFrame, tech: Tech
     from ..core.io import git_sha
 
     meta = {"what": "icgen preference pairs: sampled answers simulated and ranked (icgen.llm.preferences)",
-            "settings": settings, "seed": config.seed, "targets": len(done), "simulations":
+            "settings": settings, "seed": config.seed, "targets": sum("skipped" not in r for r in done),
+            "skipped": sum("skipped" in r for r in done), "simulations":
             sum(r["simulations"] for r in done), "answers": len(answers),
             "share_met": sum(a["tier"] == Tier.MET for a in answers) / len(answers) if answers else 0.0,
             "share_valid": sum(a["valid"] for a in answers) / len(answers) if answers else 0.0,
