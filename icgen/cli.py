@@ -535,13 +535,28 @@ def data_preferences(model_dir, data_dir, kind, overrides, out_dir) -> None:
     from .llm.preferences import preference_config, preference_pairs
     from .sim.engines import open_pool
 
+    from tqdm import tqdm
+
     config = preference_config(list(overrides))
     dataset = _dataset(data_dir)
     model, tokenizer = load_finetuned(model_dir)
     tech = load_technology(dataset_tech_name(dataset))
-    with open_pool() as pool:
-        meta = preference_pairs(model, tokenizer, run_config(model_dir)["format"], dataset.training_rows(kind), tech,
-                                pool, out_dir or Path(model_dir) / PREFERENCES_DIR, config, str(model_dir))
+    folder = out_dir or Path(model_dir) / PREFERENCES_DIR
+    bar = tqdm(unit="target", desc="preference samples", dynamic_ncols=True, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    try:
+        with open_pool() as pool:
+            meta = preference_pairs(model, tokenizer, run_config(model_dir)["format"], dataset.training_rows(kind),
+                                    tech, pool, folder, config, str(model_dir), progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: the targets sampled are kept in {folder}; run the same command to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    bar.close()
     click.echo(f"{meta['preference_pairs']} preference pairs and {meta['rft_pairs']} RFT pairs from "
                f"{meta['targets']} targets; {meta['simulations']} simulations, share met {meta['share_met']:.3f}")
 

@@ -365,3 +365,14 @@ def test_rft_steps_lower_the_loss_of_the_answers_that_met_and_write_a_loadable_r
     assert (tuned(input_ids=ids).logits - sft(input_ids=ids).logits).abs().max() > 1e-4
     with pytest.raises(ConfigError, match="stage must be one of dpo, rft"):
         DPOSettings(from_run="runs/x", stage="sft")
+
+
+def test_subset_of_is_seeded_keeps_order_and_takes_all_when_small():
+    from icgen.llm.dpo import subset_of
+
+    items = list(range(100))
+    a, b, c = subset_of(items, 10, 0), subset_of(items, 10, 0), subset_of(items, 10, 1)
+    assert a == b and a != c and len(a) == 10 and a == sorted(a) and len(set(a)) == 10
+    assert subset_of(items, None, 0) == items and subset_of(items, 500, 0) == items
+    with pytest.raises(ConfigError, match="max_pairs"):
+        DPOSettings(from_run="runs/x", max_pairs=0)

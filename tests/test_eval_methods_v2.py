@@ -17,7 +17,7 @@ from icgen.eval.config import DEFAULT_METHODS, METHOD_NAMES, EvalConfig
 from icgen.eval.folder import EvalRun
 from icgen.eval.methods import METHODS, Context, model_loop, retrieval, retrieval_local, same_design
 from icgen.eval.outcome import Outcome, Target
-from icgen.eval.paired import compare_paired, mcnemar_exact, newcombe_paired, paired_rows
+from icgen.eval.paired import bootstrap_difference, compare_paired, mcnemar_exact, newcombe_paired, paired_rows
 from icgen.eval.report import write_report
 from icgen.eval.targets import TargetsError, read_targets
 from icgen.sizing.loop import Proposal
@@ -52,6 +52,25 @@ def test_equal_discordance_gives_p_one_and_an_interval_around_zero():
     b = [False, True] * 4 + [True] * 3
     result = compare_paired(a, b)
     assert result.p_value == 1.0 and result.difference == 0.0 and result.low < 0 < result.high
+
+
+def test_the_paired_bootstrap_of_median_shortfall_excludes_zero_only_for_a_real_shift():
+    rng = __import__("numpy").random.default_rng(1)
+    b = list(rng.uniform(0.5, 1.5, 200))
+    better = [v - 0.3 for v in b]  # every target 0.3 closer
+    diff, low, high = bootstrap_difference(better, b)
+    assert diff == pytest.approx(-0.3) and low < high < 0
+    noisy = [v + rng.normal(0, 0.05) for v in b]  # the same method, re-measured
+    diff, low, high = bootstrap_difference(noisy, b)
+    assert low < 0 < high
+    with_invalid = [None] * 120 + b[120:]  # most answers unsimulated: the median is infinite, so A is worse
+    diff, low, high = bootstrap_difference(with_invalid, b)
+    assert diff == math.inf and low > 0
+    assert bootstrap_difference(b, b, seed=3) == (0.0, 0.0, 0.0)
+    diff, low, high = bootstrap_difference(better, b, quantile=0.75)  # the worse quarter moves as much
+    assert diff == pytest.approx(-0.3, abs=0.02) and high < 0
+    with pytest.raises(ValueError, match="targets must match"):
+        bootstrap_difference(b, b[:-1])
 
 
 def test_the_interval_is_newcombes_method_10():

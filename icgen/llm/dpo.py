@@ -71,6 +71,8 @@ class DPOSettings:
     """Log the DPO loss and reward margins every N steps."""
     seed: int = 0
     """Seed for data order and dropout."""
+    max_pairs: int | None = None
+    """Train on a seeded random subset of this many of the pairs that fit (None: all of them)."""
     stage: str = "dpo"
     """dpo: preference pairs (preferences.jsonl); rft: supervised on the answers that met (rft.jsonl)."""
 
@@ -86,6 +88,7 @@ class DPOSettings:
             (self.batch_size >= 1 and self.gradient_accumulation >= 1, "batch_size and gradient_accumulation >= 1"),
             (16 <= self.max_length <= 32768, "max_length must be between 16 and 32768"),
             (self.logging_steps >= 1, "logging_steps must be >= 1"),
+            (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or null"),
         ]
         for ok, message in checks:
             if not ok:
@@ -170,6 +173,16 @@ def fitting_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[d
     return kept, len(pairs) - len(kept)
 
 
+def subset_of(items: list, size: int | None, seed: int) -> list:
+    """A seeded random subset of `size` items, in their order (all of them when size is None or not smaller)."""
+    if size is None or size >= len(items):
+        return list(items)
+    import numpy as np
+
+    chosen = sorted(np.random.default_rng(seed).choice(len(items), size=size, replace=False))
+    return [items[i] for i in chosen]
+
+
 def sequence_logps(model, tokenizer, prompts: list[str], completions: list[str], adapter: str):
     """Summed log-probability of each completion (+ EOS) after its prompt, under one adapter of the PeftModel."""
     import torch
@@ -235,6 +248,7 @@ def prepare_dpo(settings: DPOSettings, pairs: list[dict] | None = None) -> DPORu
     model, tokenizer = load_policy(settings.from_run)
     source = pairs if pairs is not None else read_preferences(settings.preferences_folder)
     kept, dropped = fitting_pairs(source, tokenizer, settings.max_length)
+    kept = subset_of(kept, settings.max_pairs, settings.seed)
     if not kept:
         raise ConfigError(f"no preference pairs to train on ({len(source)} given, {dropped} longer than "
                           f"max_length={settings.max_length})")

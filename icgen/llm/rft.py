@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import ConfigError
-from .dpo import DPOSettings, load_policy, save_tuned
+from .dpo import DPOSettings, load_policy, save_tuned, subset_of
 from .preferences import RFT_FILE
 
 
@@ -68,6 +68,7 @@ def train_rft(settings: DPOSettings, pairs: list[dict] | None = None) -> dict:
     model, tokenizer = load_policy(settings.from_run)
     source = pairs if pairs is not None else read_rft(settings.preferences_folder)
     examples, dropped = build_examples(source, tokenizer, settings.max_length, "drop")
+    examples = subset_of(examples, settings.max_pairs, settings.seed)
     if not examples:
         raise ConfigError(f"no rejection-sampling pairs to train on ({len(source)} given, {dropped} longer than "
                           f"max_length={settings.max_length}); sample more targets or answers")
