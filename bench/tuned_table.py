@@ -17,6 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icgen.eval.paired import bootstrap_difference, compare_paired  # noqa: E402
@@ -51,8 +53,7 @@ def table(runs: list[tuple[str, Path]], methods: list[str], kind: str = "heldout
             row = {"method": method, "run": name, "targets": len(records),
                    "met %": 100 * sum(r["met"] for r in records) / len(records),
                    "median shortfall": statistics.median(shortfall(r) for r in records),
-                   "p75 shortfall": float(__import__("numpy").quantile([shortfall(r) for r in records], 0.75,
-                                                                       method="nearest")),
+                   "p75 shortfall": float(np.quantile([shortfall(r) for r in records], 0.75, method="nearest")),
                    "valid %": 100 * sum(r["valid"] for r in records) / max(sum(r["proposals"] for r in records), 1),
                    "median sims": statistics.median(r["simulations"] for r in records)}
             if name != base_name and shared:
@@ -71,16 +72,16 @@ def markdown(rows: list[dict]) -> str:
     head = ("| method | run | targets | met % | median shortfall | p75 shortfall | valid % | median sims | vs | "
             "only this / only vs | McNemar p | median shortfall diff (95 % CI) | p75 diff (95 % CI) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        def ci(key: str) -> str:
-            low, high = r.get(f"{key} 95 % CI", [0, 0])
-            name = "median shortfall diff" if key == "diff" else "p75 shortfall diff"
-            return f"{r[name]:+.4f} ({low:+.4f} .. {high:+.4f})" if "vs" in r else ""
+    def ci(r: dict, key: str) -> str:
+        low, high = r.get(f"{key} 95 % CI", [0, 0])
+        name = "median shortfall diff" if key == "diff" else "p75 shortfall diff"
+        return f"{r[name]:+.4f} ({low:+.4f} .. {high:+.4f})" if "vs" in r else ""
 
+    for r in rows:
         lines.append(f"| {r['method']} | {r['run']} | {r['targets']} | {r['met %']:.1f} | {r['median shortfall']:.4f} | "
                      f"{r['p75 shortfall']:.4f} | {r['valid %']:.1f} | {r['median sims']:g} | {r.get('vs', '')} | "
                      f"{str(r['only this']) + ' / ' + str(r['only vs']) if 'vs' in r else ''} | "
-                     f"{format(r['McNemar p'], '.3g') if 'vs' in r else ''} | {ci('diff')} | {ci('p75 diff')} |")
+                     f"{format(r['McNemar p'], '.3g') if 'vs' in r else ''} | {ci(r, 'diff')} | {ci(r, 'p75 diff')} |")
     return "\n".join(lines) + "\n"
 
 

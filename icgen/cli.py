@@ -529,13 +529,13 @@ def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
 def data_preferences(model_dir, data_dir, kind, overrides, out_dir) -> None:
     """Sample K answers per training target, simulate and rank them: DPO and rejection-sampling pairs, resumable
     (icgen.llm.preferences)."""
+    from tqdm import tqdm
+
     from .llm.dpo import PREFERENCES_DIR
     from .llm.fixes import dataset_tech_name
     from .llm.model import load_finetuned, run_config
     from .llm.preferences import preference_config, preference_pairs
     from .sim.engines import open_pool
-
-    from tqdm import tqdm
 
     config = preference_config(list(overrides))
     dataset = _dataset(data_dir)
@@ -774,8 +774,12 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--split", default=EvalConfig.split, show_default=True, help="Held-out split whose designs become targets.")
 @click.option("--split-kind", default=EvalConfig.split_kind, show_default=True, type=click.Choice(SPLIT_KINDS))
 @click.option("--n", "n_targets", type=int, default=EvalConfig.n, show_default=True, help="Held-out targets.")
-@click.option("--budget", type=int, default=EvalConfig.budget, show_default=True,
-              help="Simulations per target and method.")
+@click.option("--budget", type=int, default=EvalConfig.budget,
+              help=f"Simulations per target and method (default {SizeConfig.budget}; with --corners "
+                   f"{CornerSizeConfig.budget_per_corner} x the corner count).")
+@click.option("--corners", default=EvalConfig.corners,
+              help="Judge every method at every corner of a set (all, nominal) or a comma-separated list of sets and "
+                   "corners: met = met at every corner; the loop runs as icgen size --corners.")
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
 @click.option("--loop-samples", type=int, default=EvalConfig.loop_samples, show_default=True,
               help="Model answers per round in the model-loop: the greedy one and N-1 sampled.")
@@ -796,8 +800,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, samples, loop_samples, methods, no_hand, objective, drop,
-                 targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, corners, samples, loop_samples, methods, no_hand, objective,
+                 drop, targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -812,7 +816,7 @@ def eval_command(split, split_kind, n_targets, budget, samples, loop_samples, me
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
                         loop_samples=loop_samples, objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
-                        targets=targets_file)
+                        targets=targets_file, corners=corners)
     try:
         done = evaluate(config, EvalRun(out_dir), _dataset(data_dir), _tech(tech, None), _model_dir(model_dir),
                         progress=tqdm, log=lambda m: click.echo(m, err=True), update_card=update_card,

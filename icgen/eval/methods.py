@@ -14,6 +14,11 @@
 
 A new method is one function and one `Method` entry in `REGISTRY`. Every outcome's `source` says where its best
 design came from (a model answer that repeats the retrieved design counts as retrieval: `same_design`).
+
+With corners (`EvalConfig.corners`) every method is judged by its worst corner: the loop-based methods run
+`icgen.sizing.corners.size_at_corners`, the others have each design simulated at every corner (nominal first; a
+design failing it costs one simulation, as in the loop); a design meets only when simulated and met at every corner.
+The budget counts simulations, and no method starts a design whose every corner would not fit in what is left.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,13 +52,67 @@ from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import design_of, metrics_of
 from ..sim.simulate import SimConfig, SimResult
+from ..sizing.config import CornerSizeConfig
+from ..sizing.corners import CornerPool, size_at_corners
 from ..sizing.loop import UGB_BENCHES, SizeConfig, SizeResult, objective_rank, size
 from ..sizing.retrieval import rank_rows
 from .config import METHOD_NAMES
 from .outcome import ERROR_KEYS, Outcome, Target, metric_errors
 
 if TYPE_CHECKING:
+    from ..core.corner import Corner
     from .config import EvalConfig
+
+
+def _key(design: Design) -> tuple:
+    return tuple(design.to_dict().values())
+
+
+@dataclass
+class Trials:
+    """What a method simulated, as the eval judges it: one result per design (with corners, its worst corner over the
+    corners it was simulated at), each design's (corner, result) runs, and the simulations spent."""
+
+    results: list[SimResult] = field(default_factory=list)
+    runs: list[list[tuple[Corner | None, SimResult]]] = field(default_factory=list)
+    simulations: int = 0
+    corners: tuple[str, ...] = ()
+    """The corner names a design must be simulated and met at; () for the nominal simulation only."""
+
+    def complete(self, index: int) -> bool:
+        """Whether design `index` was simulated at every corner (always, without corners)."""
+        return not self.corners or set(self.corners) <= {c.name for c, _ in self.runs[index] if c is not None}
+
+    def met(self, index: int, specs: Specs) -> bool:
+        return self.complete(index) and _met(self.results[index], specs)
+
+    def any_met(self, specs: Specs) -> bool:
+        return any(self.met(i, specs) for i in range(len(self.results)))
+
+    def extend(self, other: Trials) -> None:
+        self.results += other.results
+        self.runs += other.runs
+        self.simulations += other.simulations
+
+    @property
+    def working(self) -> int:
+        """Simulations (each corner of each design) that gave a healthy working amplifier."""
+        return sum(r.status == Status.OK and healthy_result(r) for runs in self.runs for _, r in runs)
+
+
+class CornerRecorder:
+    """Wraps a pool and records each result it answers under its design, with the result's corner: what a corner-aware
+    loop simulated, corner by corner, seen from below its CornerPool."""
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self.runs: dict[tuple, list[tuple[Corner | None, SimResult]]] = {}
+
+    def map(self, designs, config):
+        designs = list(designs)
+        for index, result in self.pool.map(designs, config):
+            self.runs.setdefault(_key(designs[index]), []).append((result.corner, result))
+            yield index, result
 
 
 class Context:
@@ -68,9 +127,22 @@ class Context:
         """An icgen.sizing.loop.Proposer the model-loop asks instead of the model (None: the model)."""
         self.goal = objective(config.objective)
         """What the loop-based methods optimise once a target's specs are met; every outcome records its value."""
+        self.corners: tuple[Corner, ...] | None = config.corner_set(tech)
+        """The corners every method is judged at (EvalConfig.corners), or None for the nominal simulation only."""
+        self.config = config.resolved(tech)  # the budget in simulations
+        self.corner_config = CornerSizeConfig()
         self.sim_config = SimConfig(tech=tech, benches=UGB_BENCHES)  # every method's UGB checked alike
         self.working = train[train["working"]].reset_index(drop=True)
         self.features = _features(self.working)
+
+    @property
+    def max_cost(self) -> int:
+        """The most simulations one design can cost: one per corner."""
+        return len(self.corners) if self.corners else 1
+
+    @property
+    def corner_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.corners) if self.corners else ()
 
     @property
     def has_model(self) -> bool:
@@ -84,6 +156,26 @@ class Context:
             benches = tuple(dict.fromkeys(UGB_BENCHES + specs.benches()))
             config = SimConfig(tech=self.tech, benches=benches, estimates=specs.needs_estimates())
         return [result for _, result in self.pool.map(designs, config)] if designs else []
+
+    def trials(self, designs: list[Design], specs: Specs) -> Trials:
+        """`simulate`, and with corners each design at every corner (screened at nominal first, like the loop's
+        CornerPool; a design proposed twice is simulated once): one worst-corner result per design."""
+        if not self.corners:
+            results = self.simulate(designs, specs)
+            return Trials(results, [[(None, r)] for r in results], len(results))
+        config = self.sim_config
+        if specs.benches() or specs.needs_estimates():
+            config = SimConfig(tech=self.tech, benches=tuple(dict.fromkeys(UGB_BENCHES + specs.benches())),
+                               estimates=specs.needs_estimates())
+        unique = list({_key(d): d for d in designs}.values())
+        pool = CornerPool(self.pool, self.corners, self.tech, specs, self.corner_config.bias)
+        worst = {_key(d): r for d, (_, r) in zip(unique, pool.map(unique, config))} if unique else {}
+        seen: set[tuple] = set()
+        runs = []
+        for design in designs:  # a repeated design's runs are its first copy's, counted once
+            runs.append([] if _key(design) in seen else pool.results(design))
+            seen.add(_key(design))
+        return Trials([worst[_key(d)] for d in designs], runs, pool.simulations, self.corner_names)
 
 
 SAME_DESIGN_RTOL = 1e-3
@@ -116,18 +208,23 @@ def _best(results: list[SimResult], specs: Specs, goal: Objective | None = None)
     return ranked[0] if ranked else None
 
 
-def _outcome(method: str, target: Target, results: list[SimResult], seconds: float, proposals: int, valid: int,
+def _outcome(method: str, target: Target, trials: Trials, seconds: float, proposals: int, valid: int,
              source: str = "", goal: Objective | None = None) -> Outcome:
-    best = _best(results, target.specs, goal)
-    short = result_shortfall(best, target.specs) if best else None
+    """The outcome of what a method simulated: its best design (among those met at every corner when any is), met
+    only when simulated and met at every corner."""
+    specs = target.specs
+    met = [r for i, r in enumerate(trials.results) if trials.met(i, specs)]
+    best = _best(met or trials.results, specs, goal)
+    short = result_shortfall(best, specs) if best else None
+    is_met = bool(met)
     metrics = best.metrics if best else None
-    return Outcome(method=method, target=target.name, kind=target.kind, met=short == 0.0, shortfall=short,
-                   simulations=len(results), seconds=seconds, proposals=proposals, valid=valid,
-                   working=sum(r.status == Status.OK and healthy_result(r) for r in results), source=source,
-                   met_v1=any(met_v1(r, target.specs) for r in results),
+    return Outcome(method=method, target=target.name, kind=target.kind, met=is_met, shortfall=short,
+                   simulations=trials.simulations, seconds=seconds, proposals=proposals, valid=valid,
+                   working=trials.working, source=source,
+                   met_v1=any(trials.complete(i) and met_v1(r, specs) for i, r in enumerate(trials.results)),
                    metrics=metrics.to_dict() if metrics else None, design=best.design.to_dict() if best else None,
-                   errors=metric_errors(metrics, target.reference), specs=target.specs.given(),
-                   objective_value=_value(best, goal) if short == 0.0 else None)
+                   errors=metric_errors(metrics, target.reference), specs=specs.given(),
+                   objective_value=_value(best, goal) if is_met else None, corners=list(trials.corners))
 
 
 def _value(result: SimResult | None, goal: Objective | None) -> float | None:
@@ -164,22 +261,27 @@ def nearest_neighbour(target: Target, ctx: Context) -> Outcome:
     known = np.where(np.isnan(known), point[use] + 3.0, known)  # a training design without this metric: far
     index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(known)
     row = ctx.working.iloc[int(index.kneighbors(point[use][None], return_distance=False)[0, 0])]
-    results = ctx.simulate([design_of(row)], target.specs)
-    return _outcome("nearest-neighbour", target, results, time.perf_counter() - start, 1, 1, goal=ctx.goal,
+    trials = ctx.trials([design_of(row)], target.specs)
+    return _outcome("nearest-neighbour", target, trials, time.perf_counter() - start, 1, 1, goal=ctx.goal,
                     source="nearest-neighbour")
 
 
 def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Outcome:
-    """Log-uniform random designs in batches until one meets the specs or the budget is spent."""
+    """Log-uniform random designs in batches until one meets the specs or the budget is spent (with corners, until
+    no further design's every corner fits in what is left)."""
     start = time.perf_counter()
-    pending = random_designs(ctx.tech, ctx.config.budget, seed)
-    results: list[SimResult] = []
-    while pending and not any(_met(r, target.specs) for r in results):
-        results += ctx.simulate(pending[:batch], target.specs)
-        pending = pending[batch:]
-    return _outcome("random-search", target, results, time.perf_counter() - start, len(results), len(results),
-                    goal=ctx.goal,
-                    source="random-search" if results else "")
+    budget = ctx.config.budget
+    pending = random_designs(ctx.tech, budget, seed)
+    trials = Trials(corners=ctx.corner_names)
+    while pending and not trials.any_met(target.specs):
+        size_now = min(batch, (budget - trials.simulations) // ctx.max_cost)
+        if size_now < 1:
+            break
+        trials.extend(ctx.trials(pending[:size_now], target.specs))
+        pending = pending[size_now:]
+    n = len(trials.results)
+    return _outcome("random-search", target, trials, time.perf_counter() - start, n, n, goal=ctx.goal,
+                    source="random-search" if n else "")
 
 
 def _suggested(trial, tech: Technology) -> Design:
@@ -194,17 +296,16 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-    results: list[SimResult] = []
-    for _ in range(ctx.config.budget):
+    trials = Trials(corners=ctx.corner_names)
+    while trials.simulations + ctx.max_cost <= ctx.config.budget:
         trial = study.ask()
-        result = ctx.simulate([_suggested(trial, ctx.tech)], target.specs)[0]
-        results.append(result)
-        study.tell(trial, result_shortfall(result, target.specs))
-        if _met(result, target.specs):
+        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs))
+        study.tell(trial, result_shortfall(trials.results[-1], target.specs))
+        if trials.met(len(trials.results) - 1, target.specs):
             break
-    return _outcome("optuna-tpe", target, results, time.perf_counter() - start, len(results), len(results),
-                    goal=ctx.goal,
-                    source="optuna-tpe" if results else "")
+    n = len(trials.results)
+    return _outcome("optuna-tpe", target, trials, time.perf_counter() - start, n, n, goal=ctx.goal,
+                    source="optuna-tpe" if n else "")
 
 
 def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
@@ -218,11 +319,11 @@ def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
     start = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=lambda trial: trial.user_attrs["violations"])
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    results: list[SimResult] = []
-    for _ in range(ctx.config.budget):
+    trials = Trials(corners=ctx.corner_names)
+    while trials.simulations + ctx.max_cost <= ctx.config.budget:
         trial = study.ask()
-        result = ctx.simulate([_suggested(trial, ctx.tech)], target.specs)[0]
-        results.append(result)
+        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs))
+        result = trials.results[-1]
         working = result.status == Status.OK and healthy_result(result)
         checks = check_specs(result if result.metrics else None, target.specs)
         violations = [0.0 if c.met else (1.0 if c.margin is None else -c.margin / SPEC_KINDS[c.key].scale)
@@ -230,17 +331,29 @@ def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
         trial.set_user_attr("violations", violations)
         value = goal.value(figures_of(result)) if result.metrics else math.nan
         study.tell(trial, value if not math.isnan(value) else 10.0)
-    return _outcome("optuna-constrained", target, results, time.perf_counter() - start, len(results), len(results),
-                    source="optuna-constrained" if results else "", goal=goal)
+    n = len(trials.results)
+    return _outcome("optuna-constrained", target, trials, time.perf_counter() - start, n, n,
+                    source="optuna-constrained" if n else "", goal=goal)
 
 
 def _sized(method: str, target: Target, ctx: Context, config: SizeConfig) -> Outcome:
-    """One `icgen size` run on the target with this config, the context's model (or proposer) and surrogate."""
-    result = size(target.specs, ctx.tech, config, ctx.pool, table=ctx.train, model=ctx.model,
-                  tokenizer=ctx.tokenizer, fmt=ctx.fmt, load_surrogate=lambda: ctx.surrogate, proposer=ctx.proposer)
-    results = [c.result for c in result.candidates]
+    """One `icgen size` run on the target with this config, the context's model (or proposer) and surrogate; with
+    corners `size_at_corners` (as `icgen size --corners`), each candidate judged by the corners it was simulated at."""
+    options = dict(table=ctx.train, model=ctx.model, tokenizer=ctx.tokenizer, fmt=ctx.fmt,
+                   load_surrogate=lambda: ctx.surrogate, proposer=ctx.proposer)
+    if ctx.corners:
+        recorder = CornerRecorder(ctx.pool)
+        result = size_at_corners(target.specs, ctx.tech, ctx.corners, config, recorder,
+                                 corner_config=ctx.corner_config, **options).result
+        results = [c.result for c in result.candidates]
+        trials = Trials(results, [recorder.runs.get(_key(r.design), []) for r in results], result.simulations,
+                        ctx.corner_names)
+    else:
+        result = size(target.specs, ctx.tech, config, ctx.pool, **options)
+        results = [c.result for c in result.candidates]
+        trials = Trials(results, [[(None, r)] for r in results], len(results))
     proposals = len(results) + result.invalid_model_answers
-    return _outcome(method, target, results, result.seconds, proposals, len(results), source=winning_source(result),
+    return _outcome(method, target, trials, result.seconds, proposals, len(results), source=winning_source(result),
                     goal=ctx.goal)
 
 
@@ -266,7 +379,7 @@ def retrieval_move(target: Target, ctx: Context, seed: int) -> Outcome:
 
     ranked = rank_rows(ctx.train, target.specs)
     if not len(ranked):
-        return _outcome("retrieval-move", target, [], 0.0, 0, 0)
+        return _outcome("retrieval-move", target, Trials(corners=ctx.corner_names), 0.0, 0, 0)
     start = time.perf_counter()
     top = ranked.iloc[0]
     design, source = design_of(top), "retrieval"
@@ -274,8 +387,8 @@ def retrieval_move(target: Target, ctx: Context, seed: int) -> Outcome:
         moves = single_moves(design, ctx.tech, FixConfig())
         rng = np.random.default_rng([seed, zlib.crc32(target.name.encode())])
         design, source = moves[int(rng.integers(len(moves)))], "move"
-    results = ctx.simulate([design], target.specs)
-    return _outcome("retrieval-move", target, results, time.perf_counter() - start, 1, len(results), source=source,
+    trials = ctx.trials([design], target.specs)
+    return _outcome("retrieval-move", target, trials, time.perf_counter() - start, 1, 1, source=source,
                     goal=ctx.goal)
 
 
@@ -322,12 +435,13 @@ def model_only(targets: list[Target], ctx: Context, best_of: int, seed: int) -> 
         mine = [c for c in completions if c.prompt_index == i]
         designs, invalid = usable_designs(mine, ctx.tech)
         sim_start = time.perf_counter()
-        results = ctx.simulate(designs, target.specs)
+        trials = ctx.trials(designs, target.specs)
         seconds = shared + time.perf_counter() - sim_start
-        best = _best(results, target.specs)
+        met = [r for k, r in enumerate(trials.results) if trials.met(k, target.specs)]
+        best = _best(met or trials.results, target.specs)
         source = "" if best is None else \
             "retrieval" if retrieved[i] is not None and same_design(best.design, retrieved[i]) else "model"
-        outcomes.append(_outcome(method, target, results, seconds, len(mine), len(designs), source=source,
+        outcomes.append(_outcome(method, target, trials, seconds, len(mine), len(designs), source=source,
                                  goal=ctx.goal))
     return outcomes
 

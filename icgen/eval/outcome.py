@@ -49,6 +49,9 @@ class Outcome:
     errors: dict = field(default_factory=dict)
     specs: dict = field(default_factory=dict)
     """The target's bounds (Specs.given(): key -> SI value); empty in runs made before it was recorded."""
+    corners: list[str] = field(default_factory=list)
+    """The corners it was judged at (met = simulated and met at every one, figures at the worst); empty for the
+    nominal simulation only, and in runs made before corners."""
 
 
 def metric_errors(metrics: Metrics | None, reference: Metrics | None) -> dict[str, float]:

@@ -156,7 +156,8 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRu
     summary = summarize(outcomes)
     summary.to_csv(run.path(EvalRun.SUMMARY), index=False)
     pd.DataFrame([asdict(o) for o in outcomes]).to_csv(run.path(EvalRun.OUTCOMES_CSV), index=False)
-    figure = plot_eval(outcomes, run.path(EvalRun.FIGURE), config.budget) if not summary.empty else None
+    budget = config.budget or max((o.simulations for o in outcomes), default=1)  # None: corners not yet resolved
+    figure = plot_eval(outcomes, run.path(EvalRun.FIGURE), budget) if not summary.empty else None
     tol = config.tolerance
     lines = [
         "# icgen eval", "",
@@ -178,6 +179,9 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRu
         "surrogate (once per run) is excluded.", "",
         summary.to_markdown(index=False, floatfmt=".3g") if not summary.empty else "(no held-out targets)", "",
     ]
+    if config.corners is not None:
+        names = provenance.get("corners", {}) or {}
+        lines[4:4] = [corner_note(config, names.get("names") or []), ""]
     if figure:
         lines += [f"![eval]({figure.name})", ""]
     lines += source_lines(outcomes)
@@ -207,6 +211,17 @@ def write_report(outcomes: list[Outcome], config: EvalConfig, out: Path | EvalRu
     path.write_text("\n".join(lines))
     run.path(EvalRun.META).write_text(json.dumps({"config": asdict(config), **provenance}, indent=2, default=str))
     return path
+
+
+def corner_note(config: EvalConfig, names: list[str]) -> str:
+    """The report's paragraph saying every method was judged at the corners of `config.corners`."""
+    listed = f" ({len(names)} corners: {', '.join(names)})" if names else ""
+    return (f"**Judged at every corner of `{config.corners}`**{listed}: a target is met only when its design is "
+            "simulated at every corner and meets every bound on a healthy operating point at each; figures and "
+            "errors are each at its worst corner. The loop-based methods run `icgen size --corners` "
+            "(`size_at_corners`, scored by the worst corner); the others have each design simulated at the nominal "
+            "corner first and at the rest when it passes there. Simulations count every corner (budget "
+            f"{config.budget}), and no method starts a design whose every corner would not fit in what is left.")
 
 
 CARD_HEADING = "## Closed-loop results"

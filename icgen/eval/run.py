@@ -71,6 +71,8 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
     from ..llm.model import load_finetuned, run_config
     from ..llm.model import model_info as read_model_info
 
+    config = config.resolved(tech)  # a bad corner or set is refused here, before the run folder is touched
+    corners = config.corner_set(tech)
     data.require()
     targets = all_targets(data, config)
     low, high = tech.bounds["VIN"]
@@ -78,7 +80,7 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
     if pinned is not None:  # refused now, not hours into the run when the loop reaches it
         raise TargetsError(f"{{targets}}: target {pinned.name!r} fixes vin_v {pinned.specs.vin_v:g} V, outside "
                            f"{tech.name}'s VIN range {low:g} to {high:g} V")
-    run.claim({"config": repr(config), "data": str(data.folder.resolve()), "model": str(model_dir or "none"),
+    run.claim({"config": config.stamp(), "data": str(data.folder.resolve()), "model": str(model_dir or "none"),
                "tech": tech.name})
     model = tokenizer = info = None
     fmt = "compact"
@@ -102,7 +104,9 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
                   "training designs": int(train["working"].sum()), "model": info,
                   "surrogate": surrogate_provenance(data, config.split_kind),
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
-                  "engine": engine, "sessions": sessions}
+                  "engine": engine, "sessions": sessions,
+                  "corners": {"set": config.corners, "names": [c.name for c in corners],
+                              "bias": str(ctx.corner_config.bias)} if corners else None}
     dataset_best = None
     goal = objective(config.objective)
     if goal.improves:  # the best training design meeting each target, by its recorded figures: the objective's yardstick
