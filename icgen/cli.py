@@ -384,6 +384,23 @@ def _require_same_technology(data_dir, technology, tech_option: str) -> None:
                         f"answers alone (it was trained on {recorded} designs)")
 
 
+def _require_model_technology(model_dir, technology, tech_option: str) -> None:
+    """Refuse a fine-tuned model trained on designs of another technology (by name and model-file sha256)."""
+    from .core.tech import technology_mismatch
+    from .llm.model import ModelError, model_technology
+
+    if model_dir in (None, "none", ""):
+        return
+    try:
+        why = technology_mismatch(model_technology(model_dir), technology)
+    except ModelError as err:
+        raise UserError(f"--model: {err}; or pass --model none") from err
+    if why is not None:
+        stem = Path(tech_option).stem
+        raise UserError(f"--model {model_dir} was trained on designs simulated on {why}; train one on a {stem} "
+                        f"dataset (icgen train --set data=data/{stem} --set name=my-{stem}-model), or pass --model none")
+
+
 def _scheduler_option(func):
     return click.option("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
                         help="Simulate on a Dask cluster (default: $ICGEN_SCHEDULER, else this machine's pool).")(func)
@@ -817,6 +834,7 @@ def eval_command(split, split_kind, n_targets, budget, corners, samples, loop_sa
                         loop_samples=loop_samples, objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
                         targets=targets_file, corners=corners)
+    _require_model_technology(_model_dir(model_dir), _tech(tech, None), tech)
     try:
         done = evaluate(config, EvalRun(out_dir), _dataset(data_dir), _tech(tech, None), _model_dir(model_dir),
                         progress=tqdm, log=lambda m: click.echo(m, err=True), update_card=update_card,
@@ -874,6 +892,7 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 
     specs = specs_from_options(spec_texts)
     technology = _tech(tech, None)
+    _require_model_technology(model_dir, technology, tech)
     start = None
     if start_file:
         if not Path(start_file).is_file():
@@ -951,6 +970,7 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
     technology = _at_conditions(_tech(tech, None), vdd_text, cl_text)  # the dataset stays at the technology's own
     if data_dir != "none":
         _require_same_technology(data_dir, technology, tech)
+    _require_model_technology(model_dir, technology, tech)
     if min_yield is not None and mc_samples is None:
         raise UserError("--yield needs --mc N, the Monte Carlo samples it is measured on")
     target = None

@@ -297,6 +297,23 @@ def conditions_of(tech: Technology) -> dict[str, float]:
 _SHA256: dict[tuple[str, int, int], str] = {}
 
 
+def technology_mismatch(recorded: dict, tech: Technology) -> str | None:
+    """Why designs recorded as simulated on `recorded` (a `Technology.provenance()` record) are not `tech`'s, or None
+    when they are: another name, or a model file both name (by portable path) whose sha256 differs. Files only one
+    of them loads (another process corner's parameters) are not compared; a record without names is accepted."""
+    name = recorded.get("name")
+    if not name:
+        return None
+    if name != tech.name:
+        return f"{name}, not {tech.name}"
+    mine = {f["path"]: f["sha256"] for f in tech.provenance()["model_files"]}
+    for entry in recorded.get("model_files") or []:
+        path, digest = entry.get("path"), entry.get("sha256")
+        if path in mine and digest and mine[path] != digest:
+            return f"{name} with another {path} (sha256 {digest[:12]}, here {mine[path][:12]})"
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file (cached by path, size and modification time: sky130's models are tens of MB)."""
     stat = path.stat()

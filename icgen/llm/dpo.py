@@ -22,7 +22,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.io import write_json_atomic
-from .model import base_folder, run_config
+from .model import base_folder, model_technology, run_config
 from .preferences import read_preferences
 
 STAGES = ("sft", "dpo", "rft")
@@ -304,7 +304,7 @@ def save_tuned(model, tokenizer, settings: DPOSettings, metrics: dict, started: 
     (out / f"{settings.stage}.yaml").write_text(yaml.safe_dump(asdict(settings), sort_keys=False))
     preferences_meta = settings.preferences_folder / "preferences.json"
     metrics = {"stage": settings.stage, "from_run": str(run.resolve()), "base": sft["base"], "format": sft["format"],
-               **metrics,
+               "technology": model_technology(run), **metrics,
                "preferences": json.loads(preferences_meta.read_text()) if preferences_meta.is_file() else None,
                "wall_s": time.time() - started, "cpu_s": time.process_time(), "hardware": hardware()}
     write_json_atomic(metrics, out / "metrics.json")

@@ -157,6 +157,30 @@ def model_info(run_dir: str | Path) -> dict:
             "train_pairs": metrics.get("train_pairs"), "hardware": metrics.get("hardware")}
 
 
+def model_technology(run_dir: str | Path) -> dict:
+    """The technology a run's training designs were simulated on (`Technology.provenance()`'s record): metrics.json's
+    `technology`, which icgen train writes; for a run trained before it did, the record of the dataset its config
+    names (there, or by its folder name among the shipped datasets); {} when neither is known."""
+    import json
+
+    from ..core.paths import DATASETS_DIR
+    from ..data.dataset import Dataset, DatasetError
+
+    run = Path(run_dir).parent if Path(run_dir).name == "adapter" else Path(run_dir)
+    metrics_path = run / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    if isinstance(metrics.get("technology"), dict):
+        return metrics["technology"]
+    data = run_config(run).get("data")
+    if not data:
+        return {}
+    folder = Path(data) if Path(data).is_dir() else DATASETS_DIR / Path(data).name
+    try:
+        return Dataset(folder).technology
+    except DatasetError:
+        return {}
+
+
 def json_dumps(data: dict) -> str:
     import json
 

@@ -485,6 +485,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "quant": "nf4" if use_nf4(config) else "none", "resumed": resume_from or durable is not None,
         "resumed_from_committed_step": done_steps if durable is not None else None,
         "cpu_s": cpu_before + time.process_time(),
+        "technology": Dataset(config.data).technology,  # what `icgen size --tech` checks a model against
         "steps_total": done_steps + trainer.state.global_step,
     }
     write_json_atomic(metrics, metrics_path)
