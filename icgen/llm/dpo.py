@@ -22,6 +22,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.io import write_json_atomic
+from ..core.tech import portable_path
 from .model import base_folder, model_technology, run_config
 from .preferences import read_preferences
 
@@ -308,7 +309,7 @@ def save_tuned(model, tokenizer, settings: DPOSettings, metrics: dict, started: 
                                                     sort_keys=False))
     (out / f"{settings.stage}.yaml").write_text(yaml.safe_dump(asdict(settings), sort_keys=False))
     preferences_meta = settings.preferences_folder / "preferences.json"
-    metrics = {"stage": settings.stage, "from_run": str(run.resolve()), "base": sft["base"], "format": sft["format"],
+    metrics = {"stage": settings.stage, "from_run": portable_path(run), "base": sft["base"], "format": sft["format"],
                "technology": model_technology(run), **metrics,
                "preferences": json.loads(preferences_meta.read_text()) if preferences_meta.is_file() else None,
                "wall_s": time.time() - started, "cpu_s": time.process_time(), "hardware": hardware()}
@@ -345,8 +346,8 @@ def write_card(out: Path, run: Path, settings: DPOSettings, metrics: dict, secti
         f"(share met {draw.get('share_met', float('nan')):.3f}) |",
         f"| hardware / wall / CPU time | {metrics['hardware']} / {metrics['wall_s'] / 60:.1f} min / "
         f"{metrics['cpu_s']:.0f} CPU-s |", "",
-        f"## Reproduce ({settings.stage})", "", "```sh", f"icgen train --stage {settings.stage} --from {run}", "```",
-        ""]
+        f"## Reproduce ({settings.stage})", "", "```sh", f"icgen train --config {out / (settings.stage + '.yaml')}"
+        f"   # = icgen train --stage {settings.stage} --from {run} with these settings", "```", ""]
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -88,14 +88,19 @@ def train_rft(settings: DPOSettings, pairs: list[dict] | None = None) -> dict:
     after = completion_loss(model, examples, tokenizer.pad_token_id)
     metrics = {"rft_pairs": len(examples), "dropped_too_long": dropped, "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "before": {"loss": before}, "after": {"loss": after}}
-    section = [
+    return save_tuned(model, tokenizer, settings, metrics, started, card_section(settings, metrics))
+
+
+def card_section(settings: DPOSettings, metrics: dict) -> list[str]:
+    """The RFT section of the model card."""
+    return [
         "## Rejection-sampling fine-tuning (RFT)", "",
         f"The SFT adapter of `{settings.from_run}` trained further with the SFT loss on the model's own sampled "
         "answers that met their bounds (the same draw and simulations as the DPO pairs).", "",
         "| what | value |", "|---|---|",
-        f"| RFT pairs | {len(examples)} (dropped as too long: {dropped}) |",
+        f"| RFT pairs | {metrics['rft_pairs']} (dropped as too long: {metrics['dropped_too_long']}) |",
         f"| lr / epochs / batch | {settings.learning_rate} / {settings.epochs} / {settings.batch_size} x "
         f"{settings.gradient_accumulation} |",
-        f"| steps | {trainer.state.global_step} |",
-        f"| completion loss on the pairs, before -> after | {before:.4f} -> {after:.4f} |"]
-    return save_tuned(model, tokenizer, settings, metrics, started, section)
+        f"| steps | {metrics['steps']} |",
+        f"| completion loss on the pairs, before -> after | {metrics['before']['loss']:.4f} -> "
+        f"{metrics['after']['loss']:.4f} |"]
