@@ -23,9 +23,18 @@ def tokenizer():
 def test_every_shipped_config_loads():
     names = {p.stem for p in shipped_configs()}
     assert {"smollm2-135m-cpu", "llama-3.2-1b-qlora"} <= names
+    from icgen.llm.dpo import config_stage, load_settings
+
+    tuned = 0
     for path in shipped_configs():
-        config = load_config(path)
-        assert config.name == path.stem
+        stage = config_stage(path)
+        if stage == "sft":
+            assert load_config(path).name == path.stem
+        else:  # a run that tunes an SFT run further: its settings validate, and its SFT run is shipped
+            settings = load_settings(path)
+            assert settings.stage == stage and settings.out.name == path.stem and Path(settings.from_run).is_dir()
+            tuned += 1
+    assert tuned >= 2  # the fix model's DPO and RFT configs
     assert load_config(None).quant == "none"  # the embedded default trains plain LoRA on a CPU
 
 
