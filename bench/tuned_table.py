@@ -15,23 +15,23 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from icgen.eval.folder import EvalRun  # noqa: E402
 from icgen.eval.paired import bootstrap_difference, compare_paired  # noqa: E402
 
 
 def outcomes(folder: Path, kind: str) -> dict[str, dict[str, dict]]:
-    """method -> target -> outcome record, for one eval folder's targets of `kind`."""
+    """method -> target -> outcome record (as a dict), for one eval folder's targets of `kind`."""
     out: dict[str, dict[str, dict]] = {}
-    for line in (folder / "outcomes.jsonl").read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record["kind"] == kind:
-                out.setdefault(record["method"], {})[record["target"]] = record
+    for (method, target), outcome in EvalRun(folder).done().items():
+        if outcome.kind == kind:
+            out.setdefault(method, {})[target] = asdict(outcome)
     return out
 
 

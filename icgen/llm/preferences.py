@@ -271,11 +271,11 @@ read_records = read_jsonl_records
 """Kept under this module's name (icgen.core.io.read_jsonl_records)."""
 
 
-def read_preferences(folder: str | Path) -> list[dict]:
-    """The TRL preference pairs written in `folder`."""
-    path = Path(folder) / PREFERENCES_FILE
+def read_preferences(folder: str | Path, name: str = PREFERENCES_FILE) -> list[dict]:
+    """The pairs written in `folder`: TRL's preference pairs, or with name=RFT_FILE the rejection-sampling ones."""
+    path = Path(folder) / name
     if not path.is_file():
-        raise ConfigError(f"{folder} has no {PREFERENCES_FILE}; make one with icgen data preferences")
+        raise ConfigError(f"{folder} has no {name}; make one with icgen data preferences")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -9,23 +9,13 @@ DPOSettings with `stage: rft` (beta unused); the run folder is written as a DPO 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from pathlib import Path
 
 from ..core.errors import ConfigError
 from .dpo import DPOSettings, load_policy, save_tuned, subset_of
-from .preferences import RFT_FILE
-
-
-def read_rft(folder: str | Path) -> list[dict]:
-    """The rejection-sampling pairs ({"prompt", "completion"}) written in `folder`."""
-    path = Path(folder) / RFT_FILE
-    if not path.is_file():
-        raise ConfigError(f"{folder} has no {RFT_FILE}; make one with icgen data preferences")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from .preferences import RFT_FILE, read_preferences
 
 
 def completion_loss(model, examples: list[dict], pad: int, batch_size: int = 16) -> float:
@@ -66,7 +56,7 @@ def train_rft(settings: DPOSettings, pairs: list[dict] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     set_seed(settings.seed)
     model, tokenizer = load_policy(settings.from_run)
-    source = pairs if pairs is not None else read_rft(settings.preferences_folder)
+    source = pairs if pairs is not None else read_preferences(settings.preferences_folder, RFT_FILE)
     examples, dropped = build_examples(source, tokenizer, settings.max_length, "drop")
     examples = subset_of(examples, settings.max_pairs, settings.seed)
     if not examples:
