@@ -31,7 +31,7 @@ from .core.score import SPEC_HELP, SPEC_KINDS, format_margin, format_spec
 from .core.tech import DEFAULT_TECH, Conditions, builtin_names, conditions_of, load_technology
 from .core.units import UnitError, format_si, parse_quantity
 from .data.config import SPLIT_KINDS, SPLIT_NAMES, DatasetError, GenerateConfig
-from .eval.config import EvalConfig
+from .eval.config import CORNER_TARGETS, EvalConfig
 from .llm.model import ModelError
 from .llm.pairs import FORMATS as PAIR_FORMATS
 from .sim.corners import CornerSignoffConfig
@@ -797,6 +797,10 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--corners", default=EvalConfig.corners,
               help="Judge every method at every corner of a set (all, nominal) or a comma-separated list of sets and "
                    "corners: met = met at every corner; the loop runs as icgen size --corners.")
+@click.option("--corner-targets", type=click.Choice(CORNER_TARGETS), default=EvalConfig.corner_targets,
+              show_default=True,
+              help="With --corners: held-out targets from each design's worst-corner metrics (met at every corner by "
+                   "the design they came from) or from its nominal ones.")
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
 @click.option("--loop-samples", type=int, default=EvalConfig.loop_samples, show_default=True,
               help="Model answers per round in the model-loop: the greedy one and N-1 sampled.")
@@ -817,8 +821,8 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, corners, samples, loop_samples, methods, no_hand, objective,
-                 drop, targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, corners, corner_targets, samples, loop_samples, methods, no_hand,
+                 objective, drop, targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -833,7 +837,7 @@ def eval_command(split, split_kind, n_targets, budget, corners, samples, loop_sa
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
                         loop_samples=loop_samples, objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
-                        targets=targets_file, corners=corners)
+                        targets=targets_file, corners=corners, corner_targets=corner_targets)
     _require_model_technology(_model_dir(model_dir), _tech(tech, None), tech)
     try:
         done = evaluate(config, EvalRun(out_dir), _dataset(data_dir), _tech(tech, None), _model_dir(model_dir),

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from icgen.cli import main
 from icgen.core.corner import CornerError
 from icgen.core.errors import ConfigError
-from icgen.core.score import Specs, result_shortfall
+from icgen.core.score import Specs, relaxed_specs, result_shortfall
+from icgen.data.dataset import metrics_of
 from icgen.eval.config import EvalConfig
 from icgen.eval.methods import Context, Trials, nearest_neighbour, optuna_tpe, random_search, retrieval
 from icgen.eval.outcome import Outcome, Target
@@ -134,13 +135,15 @@ def test_a_tiny_real_run_records_the_corners_and_its_met_designs_pass_every_corn
     from icgen.sizing.loop import UGB_BENCHES
 
     out = tmp_path / "eval"
-    args = ["eval", "--n", "2", "--no-hand", "--methods", "nearest-neighbour,retrieval", "--corners",
+    args = ["eval", "--n", "3", "--no-hand", "--methods", "nearest-neighbour,retrieval", "--corners",
             "nominal,tt_1.08V_125C,tt_1.32V_-40C", "--model", "none", "--out", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     names = ["tt_1.2V_27C", "tt_1.08V_125C", "tt_1.32V_-40C"]
     outcomes = [json.loads(line) for line in (out / "outcomes.jsonl").read_text().splitlines()]
-    assert len(outcomes) == 4 and all(o["corners"] == names for o in outcomes)
+    # held-out targets from worst-corner metrics (the default): a design unhealthy at some corner gives none
+    assert len({o["target"] for o in outcomes}) >= 1 and len(outcomes) == 2 * len({o["target"] for o in outcomes})
+    assert all(o["corners"] == names for o in outcomes)
     assert all(1 <= o["simulations"] <= 60 for o in outcomes)  # budget 20 x 3 corners
     assert json.loads((out / "meta.json").read_text())["corners"]["set"] == "nominal,tt_1.08V_125C,tt_1.32V_-40C"
     assert "Judged at every corner of `nominal,tt_1.08V_125C,tt_1.32V_-40C`" in (out / "report.md").read_text()
@@ -166,5 +169,42 @@ def test_a_design_proposed_twice_is_simulated_once_at_every_corner(ptm65):
 
 def test_a_run_stamped_before_corners_existed_still_resumes():
     config = EvalConfig(n=3, budget=8)
-    assert config.stamp() == repr(config).replace(", corners=None", "") and "corners" not in config.stamp()
-    assert EvalConfig(corners="all").stamp().endswith("corners='all')")
+    assert config.stamp() == repr(config).replace(", corners=None", "").replace(", corner_targets='worst'", "")
+    assert "corners" not in config.stamp()
+    assert EvalConfig(corners="all").stamp().endswith("corners='all', corner_targets='worst')")
+    assert EvalConfig(corners="all").stamp() != EvalConfig(corners="all", corner_targets="nominal").stamp()
+
+
+def test_worst_corner_targets_are_met_at_every_corner_by_their_own_design_and_nominal_ones_are_not(ptm65):
+    from icgen.core.paths import DEFAULT_DATA_DIR
+    from icgen.data.dataset import Dataset, design_of
+    from icgen.eval.targets import heldout_rows, worst_corner_targets
+    from icgen.sim.simulate import SimConfig, SimulatorPool
+    from icgen.sizing.loop import UGB_BENCHES
+
+    data = Dataset(DEFAULT_DATA_DIR).require()
+    config = EvalConfig(n=3, hand=False, corners="all")
+    corners = ptm65.corner_set("all")
+    rows = data.rows("test", "heldout").set_index("index", drop=False)
+    first = [f"test-{int(row['index'])}" for _, row in heldout_rows(data, config).iterrows()]
+    with SimulatorPool(workers=1) as pool:
+        worst, dropped = worst_corner_targets(data, config, ptm65, corners, pool)
+        assert len(worst) == 3 and len({t.name for t in worst}) == 3 and not {t.name for t in worst} & set(dropped)
+        assert set(first) <= {t.name for t in worst} | set(dropped)  # drawn in heldout_targets' order
+        nominal_failed = 0
+        for target in worst:
+            row = rows.loc[int(target.name.split("-")[1])]
+            looser = relaxed_specs(metrics_of(row))  # its nominal target
+            assert target.specs.gain_db <= looser.gain_db and target.specs.pm_deg <= looser.pm_deg
+            assert target.specs.ugb_hz <= looser.ugb_hz and target.specs.power_w >= looser.power_w
+            for corner in corners:
+                again = next(iter(pool.map([design_of(row)],
+                                           SimConfig(tech=ptm65, benches=UGB_BENCHES, corner=corner))))[1]
+                assert result_shortfall(again, target.specs) == 0.0, (target.name, corner.name)
+                nominal_failed += result_shortfall(again, looser) > 0
+        assert nominal_failed > 0  # the nominal targets are not met at every corner by their own designs
+
+
+def test_corner_targets_is_validated():
+    with pytest.raises(ConfigError, match="corner-targets"):
+        EvalConfig(corners="all", corner_targets="best")

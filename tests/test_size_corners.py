@@ -39,13 +39,17 @@ def _health() -> Health:
 
 
 class CornerFakePool:
-    """Answers like SimulatorPool.map from corner_metrics at the config's corner; records (corner, design) runs."""
+    """Answers like SimulatorPool.map from corner_metrics at the config's corner (one config, or one per design);
+    records (corner, design) runs."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[str | None, Design]] = []
 
     def map(self, designs, config):
+        designs = list(designs)
+        configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(designs)  # or one per design
         for index, design in reversed(list(enumerate(designs))):  # completion order differs from input order
+            config = configs[index]
             self.runs.append((config.corner.name if config.corner else None, design))
             yield index, SimResult(design=design, status=Status.OK, reason=None,
                                    metrics=corner_metrics(design, config.corner), health=_health(),

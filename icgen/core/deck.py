@@ -49,6 +49,9 @@ TESTBENCHES = ("feedback", "fixed")
 # At 1 Hz the divider passes |ZC/ZL| = 1/((2*pi)^2 * L*C) = 2.5e-11 of VOUT back: far below any gain here.
 FEEDBACK_L_H = 1e9
 FEEDBACK_C_F = 1.0
+NGSPICE_SEED_MAX = 2**31 - 1
+"""The largest `.options seed=N` ngspice 39 takes; it skips 0, negative and larger seeds with a warning (and then
+draws from an unseeded generator), so a deck never holds one."""
 
 
 def render_answer(design: Design) -> str:
@@ -86,12 +89,16 @@ def at_corner(design: Design, tech: Technology, corner: Corner,
 
 
 def render_circuit(design: Design, tech: Technology, testbench: str = "feedback", corner: Corner | None = None,
-                   bias: Bias | str = Bias.TRACK_VDD, delvto: Mapping[str, float] | None = None) -> str:
+                   bias: Bias | str = Bias.TRACK_VDD, delvto: Mapping[str, float] | None = None,
+                   seed: int | None = None) -> str:
     """The circuit part of the deck (models, op-amp, load, supplies, testbench), without analyses or .end; at
     `corner` when given (see `at_corner`), else at the technology's own VDD (and temperature, when it has one).
-    `delvto` maps device names (M1 ... M7) to threshold offsets in volts, written as BSIM4's instance `delvto`."""
+    `delvto` maps device names (M1 ... M7) to threshold offsets in volts, written as BSIM4's instance `delvto`;
+    `seed` (1 ... NGSPICE_SEED_MAX) is written as `.options seed=N`, the seed of the models' own agauss() draws."""
     if testbench not in TESTBENCHES:
         raise ValueError(f"unknown testbench {testbench!r}; use one of {', '.join(TESTBENCHES)}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 1 <= seed <= NGSPICE_SEED_MAX):
+        raise ValueError(f"seed {seed!r} is not an ngspice seed; use an integer from 1 to {NGSPICE_SEED_MAX}")
     delvto = dict(delvto or {})
     if delvto and (tech.subcircuit or set(delvto) - set(DEVICE_BY_NAME)):
         raise ValueError("delvto needs MOSFET instances (not subcircuits) and names among M1 ... M7")
@@ -99,6 +106,8 @@ def render_circuit(design: Design, tech: Technology, testbench: str = "feedback"
         design, tech = at_corner(design, tech, corner, bias)
     values = design.to_dict()
     lines = [f"* icgen two-stage Miller op-amp on {tech.name}, testbench {testbench}"]
+    if seed is not None:
+        lines.append(f".options seed={seed}")
     lines += tech.model_lines()
     if tech.temp_c is not None:
         lines.append(f".temp {format_spice(tech.temp_c)}")

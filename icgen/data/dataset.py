@@ -37,6 +37,7 @@ class Dataset:
     AUGMENT = "augment"
     RUNS = "runs.json"
     SURROGATE = "surrogate"
+    CORNERS = "corners"
     STATS = "stats"
 
     def __init__(self, folder: str | Path) -> None:
@@ -89,6 +90,10 @@ class Dataset:
     def surrogate_dir(self, kind: str = "heldout") -> Path:
         """Where the simulator surrogate fitted on this split kind's training rows is cached."""
         return self.folder / self.SURROGATE / kind
+
+    def corner_table_path(self, kind: str, key: str) -> Path:
+        """Where the training rows' worst-corner table of one corner set is cached (icgen.sizing.corner_table)."""
+        return self.folder / self.CORNERS / f"{kind}-{key}.parquet"
 
     # ---- what is there
     @property

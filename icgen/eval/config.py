@@ -22,7 +22,10 @@ DEFAULT_METHODS = tuple(m for m in METHOD_NAMES if m not in ("model-loop", "optu
 optuna-constrained (the baseline of `--objective`) and retrieval-move (the fix model's control)."""
 
 
-LATER_FIELDS = ("corners",)
+CORNER_TARGETS = ("worst", "nominal")
+"""Where held-out targets come from with corners (EvalConfig.corner_targets)."""
+
+LATER_FIELDS = ("corners", "corner_targets")
 """EvalConfig fields added after eval runs were first stamped (run.json): left out of `EvalConfig.stamp` at their
 default."""
 
@@ -70,6 +73,10 @@ class EvalConfig:
     """A corner set of the technology (`all`) or a comma-separated list of sets and corners, resolved as `icgen size
     --corners` resolves it: every method is then judged by its worst corner (met = met at every corner). None: the
     nominal simulation only."""
+    corner_targets: str = "worst"
+    """With `corners`, where the held-out targets come from: `worst` relaxes each held-out design's worst-corner
+    metrics (every target is then met at every corner by the design it came from; `icgen.eval.targets.
+    worst_corner_targets`), `nominal` its dataset (nominal) metrics, which a corner set can make infeasible."""
 
     def __post_init__(self) -> None:
         if self.budget is None and self.corners is None:  # no corners to count: the default is known now
@@ -89,13 +96,17 @@ class EvalConfig:
         if self.budget is not None and self.samples > self.budget:
             raise ConfigError(f"{{samples}} {self.samples} exceeds {{budget}} {self.budget}: best-of-N must fit the "
                               f"budget")
+        if self.corner_targets not in CORNER_TARGETS:
+            raise ConfigError(f"{{corner_targets}} {self.corner_targets!r} is not one of {', '.join(CORNER_TARGETS)}")
         if self.corners is not None and not str(self.corners).strip():
             raise ConfigError("{corners}: no corners given; use a set such as all or nominal, or leave it out")
 
     def stamp(self) -> str:
         """Its repr, less the fields of `LATER_FIELDS` still at their default: what a run folder is claimed with, so
-        a run stamped before those fields existed resumes."""
-        shown = [f for f in fields(self) if not (f.name in LATER_FIELDS and getattr(self, f.name) == f.default)]
+        a run stamped before those fields existed resumes. With corners, `corner_targets` is always shown: a corner
+        run stamped before it (nominal targets) does not resume as one with worst-corner targets."""
+        shown = [f for f in fields(self) if not (f.name in LATER_FIELDS and getattr(self, f.name) == f.default
+                                                 and not (f.name == "corner_targets" and self.corners is not None))]
         return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def corner_set(self, tech: Technology) -> tuple[Corner, ...] | None:

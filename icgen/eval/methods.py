@@ -119,9 +119,13 @@ class Context:
     """What every method shares: technology, simulator pool, training rows, model, budget."""
 
     def __init__(self, tech: Technology, pool, train: pd.DataFrame, config: EvalConfig,
-                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None, proposer=None):
+                 model=None, tokenizer=None, fmt: str = "compact", surrogate=None, proposer=None,
+                 corner_table: pd.DataFrame | None = None):
         self.tech, self.pool, self.train, self.config = tech, pool, train, config
         self.surrogate = surrogate
+        self.corner_table = corner_table
+        """With corners, the training rows' worst-corner table the loop-based methods retrieve from
+        (icgen.sizing.corner_table); None: `robust_rows` of the nominal rows."""
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         self.proposer = proposer
         """An icgen.sizing.loop.Proposer the model-loop asks instead of the model (None: the model)."""
@@ -344,7 +348,8 @@ def _sized(method: str, target: Target, ctx: Context, config: SizeConfig) -> Out
     if ctx.corners:
         recorder = CornerRecorder(ctx.pool)
         result = size_at_corners(target.specs, ctx.tech, ctx.corners, config, recorder,
-                                 corner_config=ctx.corner_config, **options).result
+                                 corner_config=ctx.corner_config, retrieval_table=ctx.corner_table,
+                                 **options).result
         results = [c.result for c in result.candidates]
         trials = Trials(results, [recorder.runs.get(_key(r.design), []) for r in results], result.simulations,
                         ctx.corner_names)

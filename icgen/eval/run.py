@@ -19,13 +19,15 @@ from ..core.tech import Technology
 from ..data.dataset import Dataset
 from ..sim.backends import ngspice_version
 from ..sim.engines import open_pool, pool_provenance
+from ..sizing.config import CornerSizeConfig
+from ..sizing.corner_table import corner_table
 from ..sizing.surrogate import surrogate_loader, surrogate_provenance
 from .config import EvalConfig
 from .folder import EvalRun, EvalRunError
 from .methods import REGISTRY, Context
 from .outcome import Outcome, Target
 from .report import update_model_card, write_report
-from .targets import TargetsError, all_targets
+from .targets import TargetsError, all_targets, worst_corner_targets
 
 
 def run_eval(targets: list[Target], ctx: Context, out: Path | EvalRun, progress=None) -> list[Outcome]:
@@ -74,7 +76,14 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
     config = config.resolved(tech)  # a bad corner or set is refused here, before the run folder is touched
     corners = config.corner_set(tech)
     data.require()
-    targets = all_targets(data, config)
+    heldout = None
+    if corners and config.corner_targets == "worst" and config.n:  # simulated at every corner: see the docstring
+        with open_pool(scheduler=scheduler) as pool:
+            heldout, dropped = worst_corner_targets(data, config, tech, corners, pool, CornerSizeConfig().bias)
+        if log and dropped:
+            log(f"{len(dropped)} of {len(heldout) + len(dropped)} held-out designs are not healthy working amplifiers "
+                f"at every corner of {config.corners}: no target from them")
+    targets = all_targets(data, config, heldout)
     low, high = tech.bounds["VIN"]
     pinned = next((t for t in targets if t.specs.vin_v is not None and not low <= t.specs.vin_v <= high), None)
     if pinned is not None:  # refused now, not hours into the run when the loop reaches it
@@ -96,8 +105,10 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
     with open_pool(scheduler=scheduler) as pool:
         engine = pool_provenance(pool)
         loader = surrogate_loader(data, config.split_kind, log) if "loop" in config.methods else None
+        table = corner_table(data, config.split_kind, tech, corners, pool, CornerSizeConfig().bias, progress=progress,
+                             log=log) if corners else None
         ctx = Context(tech, pool, train, config, model=model, tokenizer=tokenizer, fmt=fmt,
-                      surrogate=loader() if loader else None)
+                      surrogate=loader() if loader else None, corner_table=table)
         outcomes = run_eval(targets, ctx, run, progress=progress)
     sessions = run.end_session(sessions, time.time() - started)
     provenance = {"git": git_sha(), "ngspice": ngspice_version(), "tech": tech.name, "data": str(data.folder),
@@ -106,7 +117,8 @@ def evaluate(config: EvalConfig, run: EvalRun, data: Dataset, tech: Technology, 
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": platform.python_version(),
                   "engine": engine, "sessions": sessions,
                   "corners": {"set": config.corners, "names": [c.name for c in corners],
-                              "bias": str(ctx.corner_config.bias)} if corners else None}
+                              "bias": str(ctx.corner_config.bias),
+                              "heldout_targets_from": config.corner_targets} if corners else None}
     dataset_best = None
     goal = objective(config.objective)
     if goal.improves:  # the best training design meeting each target, by its recorded figures: the objective's yardstick

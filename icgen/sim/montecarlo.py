@@ -1,14 +1,16 @@
-"""Monte Carlo mismatch of one design: seeded Pelgrom threshold offsets on every device, simulated on the pool.
+"""Monte Carlo mismatch of one design: seeded samples in the technology's mismatch mode, simulated on the pool.
 
     report = monte_carlo(design, tech, specs, MonteCarloConfig(samples=200, seed=0))
     report.yield_fraction, report.wilson, report.offset_v   # `icgen signoff DESIGN --mc 200 --seed 0`
 
-Each sample is the open-loop simulation at the technology's nominal corner with every device's threshold moved
-(icgen.core.mismatch); it passes when it is a healthy working amplifier meeting every given spec. The input-referred
-offset is VOUT - VIN in the closed DC loop of the feedback testbench.
+Each sample is the open-loop simulation at the technology's nominal corner with mismatch on (icgen.core.mismatch:
+ptm65 moves every device's threshold by a Pelgrom offset; sky130 switches its models' own mismatch on, drawn by ngspice
+from a seed per sample); it passes when it is a healthy working amplifier meeting every given spec. The
+input-referred offset is VOUT - VIN in the closed DC loop of the feedback testbench.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -16,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.design import METRIC_KEYS, METRIC_UNITS, Design
 from ..core.errors import ConfigError
-from ..core.mismatch import MAX_SAMPLES, draw_offsets, wilson_interval
+from ..core.mismatch import MAX_SAMPLES, MismatchSample, mismatch_mode, wilson_interval
 from ..core.score import SPEC_KINDS, Specs, check_specs
 from ..core.status import Status
 from ..core.tech import Technology
 from ..core.units import format_si
 
 if TYPE_CHECKING:
-    from .simulate import SimResult
+    from .simulate import SimConfig, SimResult
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,22 @@ class MonteCarloReport:
     seed: int
     specs: Specs | None
     offsets: tuple[dict[str, float], ...]
+    """Each sample's drawn threshold offsets {device: dVth} (pelgrom); {} when the models draw them (models)."""
     results: tuple[SimResult, ...]
     passed: tuple[bool, ...]
+    mode: str = "pelgrom"
+    """The technology's mismatch mode (icgen.core.mismatch.MISMATCH_MODES)."""
+    ngspice_seeds: tuple[int, ...] = ()
+    """Each sample's `.options seed=N` (models mode): rerun one sample with it."""
+
+    @classmethod
+    def of_samples(cls, design: Design, tech: Technology, seed: int, specs: Specs | None,
+                   samples: tuple[MismatchSample, ...], results: tuple[SimResult, ...]) -> "MonteCarloReport":
+        """The report of simulated samples (from `sample_configs`), each checked with `sample_passes`."""
+        return cls(design=design, tech=tech.name, seed=seed, specs=specs,
+                   offsets=tuple(dict(s.offsets_v) for s in samples), results=tuple(results),
+                   passed=tuple(sample_passes(r, specs) for r in results), mode=mismatch_mode(tech).name,
+                   ngspice_seeds=tuple(s.ngspice_seed for s in samples if s.ngspice_seed is not None))
 
     @property
     def yield_fraction(self) -> float:
@@ -131,17 +147,18 @@ class MonteCarloReport:
 
     def to_dict(self) -> dict[str, Any]:
         low, high = self.wilson
-        return {"samples": len(self.passed), "seed": self.seed, "passed": sum(self.passed),
+        return {"samples": len(self.passed), "seed": self.seed, "mismatch": self.mode, "passed": sum(self.passed),
                 "yield": self.yield_fraction, "wilson_95": [low, high],
                 "offset_v": list(self.offset_v), "specs": self.specs.given() if self.specs else None,
                 "metrics": {k: list(self.metric(k)) for k in METRIC_KEYS},
-                "offsets": [dict(o) for o in self.offsets]}
+                "offsets": [dict(o) for o in self.offsets],
+                **({"ngspice_seeds": list(self.ngspice_seeds)} if self.ngspice_seeds else {})}
 
     def table(self) -> str:
         """The yield, the offset's mean and sigma, and each metric's 5 % / median / 95 %."""
         low, high = self.wilson
         n = len(self.passed)
-        lines = [f"Monte Carlo mismatch: {n} samples (seed {self.seed}), yield {sum(self.passed)}/{n} = "
+        lines = [f"Monte Carlo mismatch ({self.mode}): {n} samples (seed {self.seed}), yield {sum(self.passed)}/{n} = "
                  f"{100 * self.yield_fraction:.1f} % (Wilson 95 %: {100 * low:.1f} .. {100 * high:.1f} %)"]
         offsets = self.offset_v
         if len(offsets) >= 2:
@@ -156,18 +173,27 @@ class MonteCarloReport:
         return "\n".join(lines)
 
 
+def sample_configs(design: Design, tech: Technology, base: SimConfig,
+                   config: MonteCarloConfig) -> tuple[tuple[MismatchSample, ...], list[SimConfig]]:
+    """The technology's mismatch samples of `design` and one simulation config per sample: `base` on the mode's
+    technology (its model mismatch switched on, for `models`) with the sample's offsets or ngspice seed."""
+    mode = mismatch_mode(tech)
+    samples = mode.samples(design, tech, config.samples, config.seed)
+    on = dataclasses.replace(base, tech=mode.technology(base.tech))
+    return samples, [dataclasses.replace(on, mismatch=s.offsets_v, mismatch_seed=s.ngspice_seed) for s in samples]
+
+
 def monte_carlo(design: Design, tech: Technology, specs: Specs | None = None,
                 config: MonteCarloConfig = MonteCarloConfig(), pool=None) -> MonteCarloReport:
     """Simulate `config.samples` mismatch samples of `design` in parallel (on `pool`, or a pool of its own)."""
     from .simulate import SimConfig, SimulatorPool
 
     check_open_loop(specs)
-    offsets = draw_offsets(design, tech, config.samples, config.seed)
-    configs = [SimConfig(tech=tech, estimates=True, mismatch=tuple(o.items())) for o in offsets]
-    results: list[SimResult | None] = [None] * len(offsets)
+    samples, configs = sample_configs(design, tech, SimConfig(tech=tech, estimates=True), config)
+    results: list[SimResult | None] = [None] * len(samples)
 
     def run(simulator) -> None:
-        for index, result in simulator.map([design] * len(offsets), configs):
+        for index, result in simulator.map([design] * len(samples), configs):
             results[index] = result
 
     if pool is None:
@@ -175,6 +201,4 @@ def monte_carlo(design: Design, tech: Technology, specs: Specs | None = None,
             run(own)
     else:
         run(pool)
-    passed = [sample_passes(result, specs) for result in results]
-    return MonteCarloReport(design=design, tech=tech.name, seed=config.seed, specs=specs, offsets=offsets,
-                            results=tuple(results), passed=tuple(passed))
+    return MonteCarloReport.of_samples(design, tech, config.seed, specs, samples, tuple(results))

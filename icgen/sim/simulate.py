@@ -105,9 +105,12 @@ class SimConfig:
     mismatch: tuple[tuple[str, float], ...] = ()
     """Per-device threshold offsets ((M1, dVth), ...) in volts, as BSIM4's `delvto` (icgen.core.mismatch); the
     open-loop simulation only: no sign-off bench runs with them."""
+    mismatch_seed: int | None = None
+    """The ngspice seed (`.options seed=N`) of the models' own mismatch draws (icgen.core.mismatch's `models` mode,
+    on a technology with its mismatch switched on); the open-loop simulation only, like `mismatch`."""
 
     def __post_init__(self) -> None:
-        if self.mismatch and (self.signoff or self.benches):
+        if (self.mismatch or self.mismatch_seed is not None) and (self.signoff or self.benches):
             raise ValueError("mismatch offsets apply to the open-loop simulation only; run no sign-off bench with them")
         if self.bias not in BIASES:
             raise ValueError(f"unknown bias {self.bias!r}; use one of {', '.join(BIASES)}")
@@ -128,7 +131,8 @@ def simulate_with(backend, design: Design, config: SimConfig) -> SimResult:
     if config.corner is not None:  # simulate the moved design on the technology at the corner; report the design
         design, tech = at_corner(design, config.tech, config.corner, config.bias)
         config = dataclasses.replace(config, tech=tech, corner=None)
-    circuit = render_circuit(design, config.tech, config.testbench, delvto=dict(config.mismatch))
+    circuit = render_circuit(design, config.tech, config.testbench, delvto=dict(config.mismatch),
+                             seed=config.mismatch_seed)
     raw = backend.run(circuit, config.tech, config.sweep)
     if raw.error is not None and not raw.op:
         return SimResult(status=Status.FAILED, reason=raw.error, metrics=None, health=None,

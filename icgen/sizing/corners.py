@@ -264,11 +264,14 @@ def robust_rows(table: pd.DataFrame | None, headroom_v: float) -> pd.DataFrame |
 def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
                     config: SizeConfig = SizeConfig(), pool=None, *, corner_config: CornerSizeConfig = CornerSizeConfig(),
                     testbench: str = "feedback", resources: SizingResources | None = None,
-                    yield_target: YieldTarget | None = None, **size_options) -> CornerSizeResult:
+                    yield_target: YieldTarget | None = None, retrieval_table: pd.DataFrame | None = None,
+                    **size_options) -> CornerSizeResult:
     """`icgen.sizing.loop.size` scored by the worst corner of `corners` (`corner_score`); "met" means met at every
-    corner. `config.budget` counts simulations; retrieval searches `robust_rows`; `size_options` go to `size`
-    (table, progress, cancel, ...). With `yield_target`, a candidate passing every corner also runs its Monte Carlo
-    samples, and meets the specs only when their yield's lower Wilson 95 % bound reaches the target."""
+    corner. `config.budget` counts simulations; `size_options` go to `size` (table, progress, cancel, ...).
+    Retrieval searches `retrieval_table` (the training designs' worst-corner rows, `icgen.sizing.corner_table`), else
+    the one `resources.load_corner_table` builds, else `robust_rows` of the nominal table. With `yield_target`, a
+    candidate passing every corner also runs its Monte Carlo samples, and meets the specs only when their yield's
+    lower Wilson 95 % bound reaches the target."""
     if yield_target is not None:
         check_open_loop(specs)  # before a pool starts
     if pool is None:
@@ -277,11 +280,14 @@ def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
                                    testbench=testbench, resources=resources, yield_target=yield_target,
                                    **size_options)
     bias = corner_config.bias
+    if retrieval_table is None and resources is not None and resources.load_corner_table is not None:
+        retrieval_table = resources.load_corner_table(tech, corners, pool, bias)
     if resources is not None:
-        resources = dataclasses.replace(resources, table=robust_rows(resources.table,
-                                                                     corner_config.retrieval_headroom_v))
+        resources = dataclasses.replace(resources, table=retrieval_table if retrieval_table is not None else
+                                        robust_rows(resources.table, corner_config.retrieval_headroom_v))
     if size_options.get("table") is not None:
-        size_options["table"] = robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
+        size_options["table"] = retrieval_table if retrieval_table is not None else \
+            robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
     corner_pool = CornerPool(pool, corners, tech, config.target_specs(specs), bias, yield_target)
     score = corner_score(objective(config.objective), corner_config.deficit_scale_v, corner_pool.yield_shortfall)
     result = size(specs, tech, config, corner_pool, testbench=testbench, resources=resources, score=score,

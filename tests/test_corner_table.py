@@ -1,0 +1,73 @@
+"""Retrieval at corners (icgen.sizing.corner_table): the training designs' worst-corner rows, cached in the dataset
+folder. On the fake pool whose metrics depend on the corner (tests/test_size_corners.py) a design strong at nominal
+but weak at 125 °C ranks below a steady one, the cache is read back without simulating and rebuilt for another
+corner set, and the corner loop given the table starts from the design that holds at every corner."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from icgen.core.design import DESIGN_KEYS, METRIC_KEYS
+from icgen.core.score import Specs
+from icgen.data.dataset import Dataset
+from icgen.data.retrieval import rank_rows
+from icgen.sizing.config import SizeConfig
+from icgen.sizing.corner_table import corner_table
+from icgen.sizing.corners import size_at_corners
+from tests.test_size_corners import FRAGILE, STEADY, WEAK, CornerFakePool, corner_metrics
+
+GAIN_40 = Specs(gain_db=40)
+
+
+def _dataset(tmp_path) -> Dataset:
+    rows = []
+    for i, design in enumerate([FRAGILE, STEADY, WEAK, STEADY.replace(W5=9e-6)]):
+        row = {"index": i, **design.to_dict(), **corner_metrics(design, None).to_dict(), "status": "ok",
+               "healthy": i != 3, "working": i != 3, "source": "sobol"}
+        rows.append(row)
+    data = Dataset(tmp_path / "data")
+    data.write_table(pd.DataFrame(rows))
+    data.write_splits(pd.DataFrame({"index": range(4), "random": "train", "heldout": "train", "cluster": 0}))
+    return data
+
+
+def test_the_worst_corner_table_ranks_the_steady_design_first_where_nominal_ranks_the_fragile_one(tmp_path, ptm65):
+    data = _dataset(tmp_path)
+    pool = CornerFakePool()
+    table = corner_table(data, "heldout", ptm65, ptm65.corner_set("all"), pool)
+    assert len(pool.runs) == 3 * 9  # every working design at every corner; the non-working one not at all
+    assert sorted(table["index"]) == [0, 1, 2]
+    gain = dict(zip(table["index"], table["gain_db"]))
+    assert gain[0] == pytest.approx(16.0, abs=0.1)  # FRAGILE at 125 °C
+    assert gain[1] == pytest.approx(40 + 20 * math.log10(20 / 15) - 1.0)  # STEADY at 125 °C
+    assert dict(zip(table["index"], table["pm_deg"]))[1] == pytest.approx(55.0)  # its worst PM: 1.08 V
+    assert dict(zip(table["index"], table["power_w"]))[1] == pytest.approx(10e-6 * 1.32 / 1.2)  # worst power: 1.32 V
+    assert set(DESIGN_KEYS) | set(METRIC_KEYS) | {"working", "healthy"} <= set(table.columns)
+    assert rank_rows(data.training_rows(), GAIN_40).iloc[0]["index"] == 0  # nominal: FRAGILE (46 dB)
+    assert rank_rows(table, GAIN_40).iloc[0]["index"] == 1  # at every corner: STEADY
+
+
+def test_the_table_is_cached_and_rebuilt_for_another_corner_set(tmp_path, ptm65):
+    data = _dataset(tmp_path)
+    corner_table(data, "heldout", ptm65, ptm65.corner_set("all"), CornerFakePool())
+    again = CornerFakePool()
+    cached = corner_table(data, "heldout", ptm65, ptm65.corner_set("all"), again)
+    assert again.runs == [] and len(cached) == 3
+    other = CornerFakePool()
+    corner_table(data, "heldout", ptm65, ptm65.corner_set("nominal,tt_1.08V_125C"), other)
+    assert len(other.runs) == 3 * 2
+    assert len(list((tmp_path / "data" / "corners").glob("heldout-*.parquet"))) == 2
+
+
+def test_the_corner_loop_given_the_table_retrieves_the_design_that_holds_at_every_corner(tmp_path, ptm65):
+    data = _dataset(tmp_path)
+    table = corner_table(data, "heldout", ptm65, ptm65.corner_set("all"), CornerFakePool())
+    config = SizeConfig(objective="max-margin", steps=("retrieval",), retrieve=1, samples=0, budget=18)
+    with_table = size_at_corners(GAIN_40, ptm65, ptm65.corner_set("all"), config, CornerFakePool(),
+                                 table=data.training_rows(), retrieval_table=table).result
+    assert with_table.met and with_table.simulations == 9 and with_table.best.result.design == STEADY
+    without = size_at_corners(GAIN_40, ptm65, ptm65.corner_set("all"), config, CornerFakePool(),
+                              table=data.training_rows()).result
+    assert not without.met and without.best.result.design == FRAGILE  # nominal retrieval's first pick fails 125 °C
