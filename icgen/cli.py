@@ -1081,7 +1081,8 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the Bode curves of every corner, overlaid (PNG).")
 @click.option("--mc", "mc_samples", type=int, default=None,
-              help="Also run N Monte Carlo mismatch samples at the nominal corner (Pelgrom offsets on every device).")
+              help="Also run N Monte Carlo mismatch samples at the nominal corner (the technology's mismatch: Pelgrom "
+                   "offsets, or its models' own).")
 @click.option("--seed", type=int, default=MonteCarloConfig.seed, show_default=True, help="Seed of the --mc samples.")
 @_conditions_options
 def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_path, mc_samples, seed, vdd_text,

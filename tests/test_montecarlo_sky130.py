@@ -171,3 +171,24 @@ def test_signoff_mc_on_sky130_reports_the_models_mismatch(tmp_path):
     report = json.loads(out.output)["monte_carlo"]
     assert report["mismatch"] == "models" and report["samples"] == 12 and len(report["ngspice_seeds"]) == 12
     assert statistics.stdev(report["offset_v"]) > 1e-3
+
+
+@pytest.mark.ngspice
+def test_the_offset_spread_matches_the_models_coefficients_with_the_mirrors_share(reports, sky130):
+    """sigma(offset)^2 = 2 s1^2 + 2 (gm3/gm1 s3)^2 + (s6^2 + (gm7/gm6 s7)^2) / A1^2, with each s from the model
+    files and the gm from the nominal operating point, for both designs within 3 standard errors."""
+    from icgen.core.deck import DEVICE_BY_NAME
+    from icgen.sim.simulate import simulate
+
+    for key in ("base", "big"):
+        design = reports[key].design
+        nominal = {d.name: d for d in simulate(design, sky130).health.devices}
+        values = design.to_dict()
+        s = {name: predicted_sigma_vth(d.model, values[d.width_key] * 1e6, values[d.length_key] * 1e6)
+             for name, d in DEVICE_BY_NAME.items()}
+        mirror = nominal["M3"].gm_s / nominal["M1"].gm_s
+        first_stage_gain = nominal["M1"].gm_s / (nominal["M1"].gds_s + nominal["M3"].gds_s)
+        second = (s["M6"] ** 2 + (nominal["M7"].gm_s / nominal["M6"].gm_s * s["M7"]) ** 2) / first_stage_gain ** 2
+        predicted = math.sqrt(2 * s["M1"] ** 2 + 2 * (mirror * s["M3"]) ** 2 + second)
+        measured = statistics.stdev(reports[key].offset_v)
+        assert abs(measured / predicted - 1) < 3 / math.sqrt(2 * (SAMPLES - 1)), key

@@ -77,6 +77,9 @@ def draw_offsets(design: Design, tech: Technology, n: int, seed: int = 0) -> tup
     import numpy as np
 
     _check_count_and_seed(n, seed)
+    if tech.extra.get(MODE_KEY, PelgromMismatch.name) != PelgromMismatch.name:
+        raise MismatchError(f"{tech.name} draws its mismatch in its models ({MODE_KEY}: {tech.extra[MODE_KEY]}), "
+                            f"not as Pelgrom offsets; its samples come from mismatch_mode(tech).samples")
     sigmas = device_sigmas(design, tech)
     names = list(sigmas)
     normal = np.random.default_rng(seed).standard_normal((n, len(names)))

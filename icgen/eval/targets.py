@@ -70,8 +70,8 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
     from ..core.score import UGB_BENCHES, healthy_result
     from ..core.status import Status
     from ..data.dataset import design_of
+    from ..sim.corners import worst_result
     from ..sim.simulate import SimConfig
-    from ..sizing.corners import worst_result
 
     rows = data.rows(config.split, config.split_kind)
     if rows.empty:

@@ -8,13 +8,14 @@ given spec holds; the report marks the worst corner of each metric.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.corner import BIASES, Bias, Corner
 from ..core.deck import TESTBENCHES
-from ..core.design import METRIC_KEYS, METRIC_UNITS, Design
+from ..core.design import METRIC_KEYS, METRIC_UNITS, Design, Metrics
 from ..core.errors import SPEC_OPTIONS, ConfigError
 from ..core.score import SPEC_KINDS, SpecCheck, Specs, check_specs, format_spec
 from ..core.status import Status
@@ -22,6 +23,7 @@ from ..core.tech import Technology
 from ..core.units import format_si
 
 if TYPE_CHECKING:
+    from ..core.measure import DeviceOp
     from .simulate import SimResult
 
 WORST_MARK = "*"
@@ -191,3 +193,79 @@ def corner_report(design: Design, tech: Technology, simulated: tuple[tuple[Corne
     rows_t = tuple(rows)
     return CornerReport(design=design, tech=tech.name, testbench=config.testbench, bias=str(config.bias),
                         specs=specs, rows=rows_t, worst=worst_corners(rows_t))
+
+
+LOWER_IS_WORSE = ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db",
+                  "buffer_bw_hz", "slew_rise_v_per_s", "slew_fall_v_per_s", "cmrr_db", "psrr_plus_db",
+                  "psrr_minus_db", "swing_high_v", "gbw_a0_f3db_hz", "gbw_gm1_c0_hz")
+"""Figures whose worst corner is the one with the lowest value (a missing gain margin is infinite)."""
+HIGHER_IS_WORSE = ("power_w", "settling_1pct_s", "settling_01pct_s", "overshoot_pct", "buffer_peaking_db",
+                   "noise_1khz_v_rthz", "noise_1mhz_v_rthz", "noise_integrated_v", "swing_low_v", "area_m2")
+"""Figures whose worst corner is the one with the highest value; the offset's is the largest |offset|."""
+_STATUS_ORDER = {Status.FAILED: 0, Status.NOT_AMPLIFIER: 1, Status.OK: 2}
+
+
+def _worst(values: list, lower_is_worse: bool, missing_is_infinite: bool = False):
+    present = [v for v in values if v is not None]
+    if missing_is_infinite:
+        return min(present) if present else None
+    if len(present) < len(values) or not present:
+        return None  # unmeasured at some corner: the spec cannot be shown to hold there
+    return min(present) if lower_is_worse else max(present)
+
+
+def _worst_device(ops: list[DeviceOp], itail_a: float | None) -> DeviceOp:
+    """One device's worst corner: out of saturation first, then the least saturation margin; M5 with a tail-current
+    spec, the current farthest from it."""
+    if itail_a is not None and ops[0].name == "M5":
+        return max(ops, key=lambda d: abs(math.log10(max(d.id_a, 1e-30) / itail_a)))
+    return min(ops, key=lambda d: (d.region == "saturation", d.saturation_margin_v))
+
+
+def worst_result(simulated: list[tuple[Corner, SimResult]], specs: Specs | None = None) -> SimResult:
+    """One result standing for a design at all its simulated corners: the worst status; each figure at its worst
+    corner (`LOWER_IS_WORSE`, `HIGHER_IS_WORSE`, the largest |offset|); healthy only when healthy everywhere, the
+    flags named by corner. A spec met by it is met at every one of those corners (figures that combine two, such
+    as the swing, are at least as bad as at any corner). The sweep and `corner` are the first corner's."""
+    from ..core.measure import Health  # numpy: not at CLI start
+    from ..core.signoff import Signoff
+
+    corners = [c for c, _ in simulated]
+    results = [r for _, r in simulated]
+    first = results[0]
+    worst_status = min(results, key=lambda r: _STATUS_ORDER[r.status])
+    reason = None if worst_status.status == Status.OK else \
+        f"{corners[results.index(worst_status)].name}: {worst_status.reason}"
+    metrics = None
+    if all(r.metrics is not None for r in results):
+        values = {}
+        for key in ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db", "power_w"):
+            values[key] = _worst([getattr(r.metrics, key) for r in results], key != "power_w", key == "gm_db")
+        metrics = Metrics(**values)
+    health = None
+    if all(r.health is not None for r in results):
+        itail = specs.itail_a if specs is not None else None
+        names = [d.name for d in first.health.devices]
+        by_name = [{d.name: d for d in r.health.devices} for r in results]
+        devices = tuple(_worst_device([ops[n] for ops in by_name if n in ops], itail) for n in names)
+        flags = tuple(f"{c.name}: {flag}" for c, r in simulated for flag in r.health.flags)
+        health = Health(vout_v=first.health.vout_v, vdd_v=first.health.vdd_v, devices=devices, flags=flags)
+    signoff = None
+    if all(r.signoff is not None for r in results):
+        figures: dict = {}
+        for f in dataclasses.fields(Signoff):
+            values = [getattr(r.signoff, f.name) for r in results]
+            if f.name in LOWER_IS_WORSE or f.name in HIGHER_IS_WORSE:
+                figures[f.name] = _worst(values, f.name in LOWER_IS_WORSE)
+            elif f.name == "offset_v":
+                present = [v for v in values if v is not None]
+                figures[f.name] = max(present, key=abs) if len(present) == len(values) else None
+            elif f.name == "ugb_shelf":
+                figures[f.name] = any(values)
+            elif f.name == "problems":
+                figures[f.name] = tuple(f"{c.name}: {p}" for c, r in simulated for p in r.signoff.problems)
+            else:  # estimates no spec reads (pole and zero positions): the first corner's
+                figures[f.name] = values[0]
+        signoff = Signoff(**figures)
+    return dataclasses.replace(first, status=worst_status.status, reason=reason, metrics=metrics, health=health,
+                               signoff=signoff, seconds=sum(r.seconds for r in results))

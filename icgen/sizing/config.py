@@ -106,6 +106,11 @@ class CornerSizeConfig:
     retrieval_headroom_v: float = 0.15
     """Retrieval searches the training designs (simulated at nominal only) whose smallest saturation margin is at least
     this, so a supply 10 % low still leaves them saturated; all of them when none has it."""
+    corner_surrogate: bool = True
+    """With a worst-corner table (icgen.sizing.corner_table), the surrogate step uses a surrogate fitted on its
+    worst-corner figures instead of the nominal one."""
+    corner_surrogate_rows: int = 200
+    """The fewest designs working at every corner that such a surrogate is fitted on (fewer: the nominal one)."""
     deficit_scale_v: float = 0.1
     """A device's saturation margin below the health rule's, per this many volts, adds 1 to a candidate's shortfall
     (on top of the flat penalty for an unhealthy design), so the search can climb towards health at every corner."""

@@ -28,8 +28,8 @@ from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.score import UGB_BENCHES
 from ..core.tech import Technology
 from ..data.dataset import Dataset, design_of, result_row
+from ..sim.corners import worst_result
 from ..sim.simulate import SimConfig
-from .corners import worst_result
 
 BATCH = 256
 """Training designs simulated per batch (each at every corner)."""
@@ -91,3 +91,4 @@ def corner_table_loader(data: Dataset, kind: str = "heldout", progress: Callable
     def load(tech: Technology, corners: tuple[Corner, ...], pool, bias: str = Bias.TRACK_VDD) -> pd.DataFrame:
         return corner_table(data, kind, tech, corners, pool, bias, progress=progress, log=log)
     return load
+

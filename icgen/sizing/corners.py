@@ -12,37 +12,25 @@ not fit in what is left (`CornerPool.max_cost`).
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 
 from ..core.corner import Bias, Corner
-from ..core.design import Design, Metrics
+from ..core.design import Design
 from ..core.errors import ConfigError
-from ..core.measure import V2_HEALTH, DeviceOp, Health, HealthRule
-from ..core.mismatch import draw_offsets
+from ..core.measure import V2_HEALTH, HealthRule
 from ..core.objective import Objective, objective
 from ..core.score import Specs, result_shortfall
-from ..core.signoff import Signoff
-from ..core.status import Status
 from ..core.tech import Technology
-from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report
-from ..sim.montecarlo import MonteCarloReport, YieldTarget, check_open_loop, sample_passes
+from ..sim.corners import HIGHER_IS_WORSE, LOWER_IS_WORSE, CornerReport, CornerSignoffConfig, corner_report, worst_result  # noqa: F401 - re-exported
+from ..sim.montecarlo import MonteCarloReport, YieldTarget, check_open_loop, sample_configs
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
 from .config import CornerSizeConfig, SizeConfig  # noqa: F401 - CornerSizeConfig: its config
 from .loop import Score, SizeResult, default_rank, objective_rank, size
 from .resources import SizingResources
-
-LOWER_IS_WORSE = ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db",
-                  "buffer_bw_hz", "slew_rise_v_per_s", "slew_fall_v_per_s", "cmrr_db", "psrr_plus_db",
-                  "psrr_minus_db", "swing_high_v", "gbw_a0_f3db_hz", "gbw_gm1_c0_hz")
-"""Figures whose worst corner is the one with the lowest value (a missing gain margin is infinite)."""
-HIGHER_IS_WORSE = ("power_w", "settling_1pct_s", "settling_01pct_s", "overshoot_pct", "buffer_peaking_db",
-                   "noise_1khz_v_rthz", "noise_1mhz_v_rthz", "noise_integrated_v", "swing_low_v", "area_m2")
-"""Figures whose worst corner is the one with the highest value; the offset's is the largest |offset|."""
-_STATUS_ORDER = {Status.FAILED: 0, Status.NOT_AMPLIFIER: 1, Status.OK: 2}
 
 
 def screening_order(corners: tuple[Corner, ...], tech: Technology) -> tuple[Corner, ...]:
@@ -50,69 +38,6 @@ def screening_order(corners: tuple[Corner, ...], tech: Technology) -> tuple[Corn
     is screened there, where it most often passes, so a candidate failing it costs one simulation."""
     nominal = tech.corner_sets["nominal"][0].name
     return tuple(sorted(corners, key=lambda c: c.name != nominal))
-
-
-def _worst(values: list, lower_is_worse: bool, missing_is_infinite: bool = False):
-    present = [v for v in values if v is not None]
-    if missing_is_infinite:
-        return min(present) if present else None
-    if len(present) < len(values) or not present:
-        return None  # unmeasured at some corner: the spec cannot be shown to hold there
-    return min(present) if lower_is_worse else max(present)
-
-
-def _worst_device(ops: list[DeviceOp], itail_a: float | None) -> DeviceOp:
-    """One device's worst corner: out of saturation first, then the least saturation margin; M5 with a tail-current
-    spec, the current farthest from it."""
-    if itail_a is not None and ops[0].name == "M5":
-        return max(ops, key=lambda d: abs(math.log10(max(d.id_a, 1e-30) / itail_a)))
-    return min(ops, key=lambda d: (d.region == "saturation", d.saturation_margin_v))
-
-
-def worst_result(simulated: list[tuple[Corner, SimResult]], specs: Specs | None = None) -> SimResult:
-    """One result standing for a design at all its simulated corners: the worst status; each figure at its worst
-    corner (`LOWER_IS_WORSE`, `HIGHER_IS_WORSE`, the largest |offset|); healthy only when healthy everywhere, the
-    flags named by corner. A spec met by it is met at every one of those corners (figures that combine two, such
-    as the swing, are at least as bad as at any corner). The sweep and `corner` are the first corner's."""
-    corners = [c for c, _ in simulated]
-    results = [r for _, r in simulated]
-    first = results[0]
-    worst_status = min(results, key=lambda r: _STATUS_ORDER[r.status])
-    reason = None if worst_status.status == Status.OK else \
-        f"{corners[results.index(worst_status)].name}: {worst_status.reason}"
-    metrics = None
-    if all(r.metrics is not None for r in results):
-        values = {}
-        for key in ("gain_db", "bw3db_hz", "ugb_hz", "pm_deg", "gm_db", "power_w"):
-            values[key] = _worst([getattr(r.metrics, key) for r in results], key != "power_w", key == "gm_db")
-        metrics = Metrics(**values)
-    health = None
-    if all(r.health is not None for r in results):
-        itail = specs.itail_a if specs is not None else None
-        names = [d.name for d in first.health.devices]
-        by_name = [{d.name: d for d in r.health.devices} for r in results]
-        devices = tuple(_worst_device([ops[n] for ops in by_name if n in ops], itail) for n in names)
-        flags = tuple(f"{c.name}: {flag}" for c, r in simulated for flag in r.health.flags)
-        health = Health(vout_v=first.health.vout_v, vdd_v=first.health.vdd_v, devices=devices, flags=flags)
-    signoff = None
-    if all(r.signoff is not None for r in results):
-        figures: dict = {}
-        for f in dataclasses.fields(Signoff):
-            values = [getattr(r.signoff, f.name) for r in results]
-            if f.name in LOWER_IS_WORSE or f.name in HIGHER_IS_WORSE:
-                figures[f.name] = _worst(values, f.name in LOWER_IS_WORSE)
-            elif f.name == "offset_v":
-                present = [v for v in values if v is not None]
-                figures[f.name] = max(present, key=abs) if len(present) == len(values) else None
-            elif f.name == "ugb_shelf":
-                figures[f.name] = any(values)
-            elif f.name == "problems":
-                figures[f.name] = tuple(f"{c.name}: {p}" for c, r in simulated for p in r.signoff.problems)
-            else:  # estimates no spec reads (pole and zero positions): the first corner's
-                figures[f.name] = values[0]
-        signoff = Signoff(**figures)
-    return dataclasses.replace(first, status=worst_status.status, reason=reason, metrics=metrics, health=health,
-                               signoff=signoff, seconds=sum(r.seconds for r in results))
 
 
 def _key(design: Design) -> tuple:
@@ -161,19 +86,16 @@ class CornerPool:
         target = self.yield_target
         nominal = self.tech.corner_sets["nominal"][0]
         base = dataclasses.replace(config, corner=nominal, bias=self.bias, signoff=False, benches=(), estimates=True)
-        offsets = [draw_offsets(d, self.tech, target.samples.samples, target.samples.seed) for d in designs]
-        batch = [(i, o) for i, design_offsets in enumerate(offsets) for o in design_offsets]
-        configs = [dataclasses.replace(base, mismatch=tuple(o.items())) for _, o in batch]
+        drawn = [sample_configs(d, self.tech, base, target.samples) for d in designs]  # the tech's mismatch mode
+        batch = [(i, c) for i, (_, configs) in enumerate(drawn) for c in configs]
         results: list[SimResult | None] = [None] * len(batch)
-        for index, result in self.pool.map([designs[i] for i, _ in batch], configs):
+        for index, result in self.pool.map([designs[i] for i, _ in batch], [c for _, c in batch]):
             results[index] = result
         self.simulations += len(batch)
         n = target.samples.samples
         for i, design in enumerate(designs):
-            mine = tuple(results[i * n:(i + 1) * n])
-            self.monte_carlo[_key(design)] = MonteCarloReport(
-                design=design, tech=self.tech.name, seed=target.samples.seed, specs=self.specs, offsets=offsets[i],
-                results=mine, passed=tuple(sample_passes(r, self.specs) for r in mine))
+            self.monte_carlo[_key(design)] = MonteCarloReport.of_samples(
+                design, self.tech, target.samples.seed, self.specs, drawn[i][0], tuple(results[i * n:(i + 1) * n]))
 
     def results(self, design: Design) -> list[tuple[Corner, SimResult]]:
         """(corner, result) for each corner the design was simulated at, the screening corner first."""
@@ -261,6 +183,23 @@ def robust_rows(table: pd.DataFrame | None, headroom_v: float) -> pd.DataFrame |
     return robust if len(robust) else table
 
 
+_SURROGATES: dict[str, object] = {}
+"""Surrogates of corner tables fitted (or loaded) in this process, by their rows' fingerprint."""
+
+
+def corner_surrogate(table: pd.DataFrame, log: Callable[[str], None] | None = None):
+    """The simulator surrogate fitted on a corner table's designs that work at every corner: it predicts a design's
+    worst-corner figures, so the loop's surrogate step aims at every corner at once. Fitted once, cached in the
+    user's cache folder by its rows' fingerprint (icgen.sizing.surrogate.surrogate_for), kept in memory after."""
+    from .surrogate import rows_fingerprint, surrogate_for
+
+    rows = table[table["working"]]
+    fingerprint = rows_fingerprint(rows)
+    if fingerprint not in _SURROGATES:
+        _SURROGATES[fingerprint] = surrogate_for(rows, None, log=log)
+    return _SURROGATES[fingerprint]
+
+
 def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
                     config: SizeConfig = SizeConfig(), pool=None, *, corner_config: CornerSizeConfig = CornerSizeConfig(),
                     testbench: str = "feedback", resources: SizingResources | None = None,
@@ -285,6 +224,13 @@ def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
     if resources is not None:
         resources = dataclasses.replace(resources, table=retrieval_table if retrieval_table is not None else
                                         robust_rows(resources.table, corner_config.retrieval_headroom_v))
+    wants_surrogate = size_options.get("load_surrogate") is not None or \
+        (resources is not None and resources.load_surrogate is not None)
+    if retrieval_table is not None and corner_config.corner_surrogate and wants_surrogate and \
+            int(retrieval_table["working"].sum()) >= corner_config.corner_surrogate_rows:
+        size_options["load_surrogate"] = partial(corner_surrogate, retrieval_table)
+        if resources is not None:
+            resources = dataclasses.replace(resources, load_surrogate=size_options["load_surrogate"])
     if size_options.get("table") is not None:
         size_options["table"] = retrieval_table if retrieval_table is not None else \
             robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
