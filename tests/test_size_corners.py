@@ -15,9 +15,10 @@ from icgen.core.design import EXAMPLE_DESIGN, Design, Metrics
 from icgen.core.measure import DeviceOp, Health
 from icgen.core.score import Specs
 from icgen.core.status import Status
+from icgen.sim.corners import worst_result
 from icgen.sim.simulate import SimResult
 from icgen.sizing.config import CornerSizeConfig, SizeConfig
-from icgen.sizing.corners import CornerPool, size_at_corners, worst_result
+from icgen.sizing.corners import CornerPool, size_at_corners
 from icgen.sizing.loop import Proposal, size
 
 

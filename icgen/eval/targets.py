@@ -67,11 +67,10 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
 
     Nominal targets come from one corner's metrics: on ptm65 `all` not one of 100 source designs meets its own
     nominal target at every corner, so a corner benchmark on them measures infeasible targets as much as the loop."""
-    from ..core.score import UGB_BENCHES, healthy_result
+    from ..core.score import healthy_result
     from ..core.status import Status
     from ..data.dataset import design_of
-    from ..sim.corners import worst_result
-    from ..sim.simulate import SimConfig
+    from ..sim.corners import worst_at_corners
 
     rows = data.rows(config.split, config.split_kind)
     if rows.empty:
@@ -85,16 +84,12 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
         if len(targets) >= config.n:
             break
         chunk = order[first:first + batch]
-        designs = [design_of(row) for _, row in chunk for _ in corners]
-        configs = [SimConfig(tech=tech, benches=UGB_BENCHES, corner=c, bias=bias) for _ in chunk for c in corners]
-        results: list = [None] * len(designs)
-        for index, result in pool.map(designs, configs):
-            results[index] = result
+        worst_results = worst_at_corners([design_of(row) for _, row in chunk], tech, corners, pool, bias)
         for i, (_, row) in enumerate(chunk):
             if len(targets) >= config.n:
                 break
             name = f"{config.split}-{int(row['index'])}"
-            worst = worst_result(list(zip(corners, results[i * len(corners):(i + 1) * len(corners)])))
+            worst = worst_results[i]
             target = _relaxed_target(name, worst.metrics, config) if worst.status == Status.OK and \
                 worst.metrics is not None and healthy_result(worst) else None
             if target is None:

@@ -269,3 +269,18 @@ def worst_result(simulated: list[tuple[Corner, SimResult]], specs: Specs | None 
         signoff = Signoff(**figures)
     return dataclasses.replace(first, status=worst_status.status, reason=reason, metrics=metrics, health=health,
                                signoff=signoff, seconds=sum(r.seconds for r in results))
+
+
+def worst_at_corners(designs: list[Design], tech: Technology, corners: tuple[Corner, ...], pool,
+                     bias: str = Bias.TRACK_VDD) -> list[SimResult]:
+    """Each design simulated at every corner with the loop's UGB bench, in one batch on `pool`: one `worst_result`
+    per design, in the designs' order."""
+    from ..core.score import UGB_BENCHES
+    from .simulate import SimConfig
+
+    configs = [SimConfig(tech=tech, benches=UGB_BENCHES, corner=c, bias=bias) for c in corners]
+    results: list = [None] * (len(designs) * len(corners))
+    for index, result in pool.map([d for d in designs for _ in corners], configs * len(designs)):
+        results[index] = result
+    n = len(corners)
+    return [worst_result(list(zip(corners, results[i * n:(i + 1) * n]))) for i in range(len(designs))]

@@ -25,11 +25,9 @@ import pandas as pd
 from ..core.corner import Bias, Corner
 from ..core.design import DESIGN_KEYS
 from ..core.io import write_json_atomic, write_parquet_atomic
-from ..core.score import UGB_BENCHES
 from ..core.tech import Technology
 from ..data.dataset import Dataset, design_of, result_row
-from ..sim.corners import worst_result
-from ..sim.simulate import SimConfig
+from ..sim.corners import worst_at_corners
 
 BATCH = 256
 """Training designs simulated per batch (each at every corner)."""
@@ -57,16 +55,11 @@ def corner_table(data: Dataset, kind: str, tech: Technology, corners: tuple[Corn
     rows: list[dict] = []
     started = time.perf_counter()
     bar = progress(total=len(work), desc=f"corner table ({len(corners)} corners)", unit="design") if progress else None
-    configs = [SimConfig(tech=tech, benches=UGB_BENCHES, corner=c, bias=bias) for c in corners]
     for first in range(0, len(work), BATCH):
         chunk = work.iloc[first:first + BATCH]
-        designs = [design_of(row) for _, row in chunk.iterrows()]
-        results: list = [None] * (len(designs) * len(corners))
-        for index, result in pool.map([d for d in designs for _ in corners], configs * len(designs)):
-            results[index] = result
-        for i, (_, row) in enumerate(chunk.iterrows()):
-            simulated = list(zip(corners, results[i * len(corners):(i + 1) * len(corners)]))
-            rows.append(result_row(int(row["index"]), worst_result(simulated), str(row.get("source", ""))))
+        worst = worst_at_corners([design_of(row) for _, row in chunk.iterrows()], tech, corners, pool, bias)
+        for result, (_, row) in zip(worst, chunk.iterrows()):
+            rows.append(result_row(int(row["index"]), result, str(row.get("source", ""))))
         if bar:
             bar.update(len(chunk))
     if bar:
@@ -91,4 +84,3 @@ def corner_table_loader(data: Dataset, kind: str = "heldout", progress: Callable
     def load(tech: Technology, corners: tuple[Corner, ...], pool, bias: str = Bias.TRACK_VDD) -> pd.DataFrame:
         return corner_table(data, kind, tech, corners, pool, bias, progress=progress, log=log)
     return load
-

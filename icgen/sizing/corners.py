@@ -25,7 +25,7 @@ from ..core.measure import V2_HEALTH, HealthRule
 from ..core.objective import Objective, objective
 from ..core.score import Specs, result_shortfall
 from ..core.tech import Technology
-from ..sim.corners import HIGHER_IS_WORSE, LOWER_IS_WORSE, CornerReport, CornerSignoffConfig, corner_report, worst_result  # noqa: F401 - re-exported
+from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report, worst_result
 from ..sim.montecarlo import MonteCarloReport, YieldTarget, check_open_loop, sample_configs
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
 from .config import CornerSizeConfig, SizeConfig  # noqa: F401 - CornerSizeConfig: its config
