@@ -19,7 +19,7 @@ def test_simulate_json_has_design_metrics_status_health(tmp_path):
     plot = tmp_path / "bode.png"
     result = run("simulate", "--json", "--testbench", "fixed", "--plot", str(plot))
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert list(data["design"]) == list(DESIGN_KEYS) and list(data["metrics"]) == list(METRIC_KEYS)
     assert data["status"] == "ok" and data["health"]["healthy"] is False
     assert plot.stat().st_size > 10_000
@@ -31,7 +31,7 @@ def test_simulate_reads_an_answer_file_and_overrides(tmp_path):
     answer.write_text(EXAMPLE_ANSWER)
     result = run("simulate", str(answer), "--C0", "3p", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["design"]["C0"] == 3e-12
+    assert json.loads(result.stdout)["design"]["C0"] == 3e-12
 
 
 @pytest.mark.ngspice
@@ -66,7 +66,7 @@ def test_bad_input_is_one_line_with_exit_code_2(args, message):
 
 def test_tech_show_json_gives_absolute_paths_and_bounds():
     result = run("tech", "show", "ptm65", "--json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["model_file"].startswith("/") and data["model_file"].endswith("ptm65.lib")
     assert (data["nmos"], data["pmos"], data["vdd_v"], data["cl_f"]) == ("nch", "pch", 1.2, 1e-12)
     assert set(data["bounds"]) == set(DESIGN_KEYS)
@@ -82,4 +82,4 @@ def test_a_user_descriptor_with_its_own_model_names_simulates(tmp_path, ptm65):
                                         f"vdd_v: 1.2\ncl_f: 1.0e-12\nbounds:\n{bounds}\n")
     result = run("simulate", "--tech", str(tmp_path / "mine.yaml"), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["metrics"]["gain_db"] == pytest.approx(64.1, abs=0.1)
+    assert json.loads(result.stdout)["metrics"]["gain_db"] == pytest.approx(64.1, abs=0.1)

@@ -106,7 +106,7 @@ def test_size_reports_figures_simulated_at_the_users_load(tmp_path):
     result = run("size", "--gain", "40dB", "--pm", "50", "--ugb", "5MHz", "--model", "none", "--cl", "2p", "--budget",
                  "12", "--json")
     assert result.exit_code in (0, 1), result.output
-    sized = json.loads(result.output)
+    sized = json.loads(result.stdout)
     assert sized["conditions"] == {"vdd_v": 1.2, "cl_f": 2e-12}
     design = tmp_path / "design.json"
     design.write_text(json.dumps(sized["design"]))
@@ -120,7 +120,7 @@ def test_size_reports_figures_simulated_at_the_users_load(tmp_path):
 def test_signoff_runs_its_corners_around_the_users_supply():
     result = run("signoff", "--vdd", "1.1", "--cl", "2p", "--corners", "nominal", "--json")
     assert result.exit_code in (0, 1), result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["conditions"] == {"vdd_v": 1.1, "cl_f": 2e-12}
     assert [row["corner"]["name"] for row in report["corners"]] == ["tt_1.1V_27C"]
 

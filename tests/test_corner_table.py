@@ -71,3 +71,14 @@ def test_the_corner_loop_given_the_table_retrieves_the_design_that_holds_at_ever
     without = size_at_corners(GAIN_40, ptm65, ptm65.corner_set("all"), config, CornerFakePool(),
                               table=data.training_rows()).result
     assert not without.met and without.best.result.design == FRAGILE  # nominal retrieval's first pick fails 125 °C
+
+
+def test_the_technologys_own_nominal_corner_reads_the_dataset_rows_without_simulating(tmp_path, ptm65):
+    data = _dataset(tmp_path)
+    pool = CornerFakePool()
+    table = corner_table(data, "heldout", ptm65, ptm65.corner_set("nominal"), pool)
+    assert pool.runs == []
+    assert sorted(table["index"]) == [0, 1, 2]  # the working training rows, as the dataset measured them
+    assert not data.corner_table_path("heldout", "x").parent.exists()
+    moved = corner_table(data, "heldout", ptm65, ptm65.corner_set("tt_1.2V_125C"), pool)
+    assert len(pool.runs) == 3 and len(moved) == 3  # another single corner is simulated

@@ -139,7 +139,7 @@ def test_a_higher_supply_draws_more_power_and_a_fixed_vb1_starves_the_tail(at_co
 @pytest.mark.ngspice
 def test_signoff_json_has_one_row_per_corner_and_marks_the_worst():
     result = run("signoff", "--corners", "all", "--json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert [c["corner"]["name"] for c in data["corners"]] == [c.name for c in load_technology("ptm65").corner_set("all")]
     powers = {c["corner"]["name"]: c["metrics"]["power_w"] for c in data["corners"]}
     assert data["worst"]["power_w"] == max(powers, key=powers.get) == "tt_1.32V_125C"

@@ -39,7 +39,7 @@ def test_size_json_reports_a_verified_design():
     result = CliRunner().invoke(main, ["size", "--gain", "38dB", "--pm", "52", "--model", "none", "--json",
                                        "--budget", "8"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["met"] is True and data["simulations"] <= 8
     assert data["metrics"]["gain_db"] >= 38 and data["metrics"]["pm_deg"] >= 52
     design = Design.from_dict(data["design"])

@@ -126,7 +126,7 @@ def test_a_real_yield_sizing_reports_its_samples_and_meets_only_with_the_bound()
     result = CliRunner().invoke(main, ["size", "--gain", "40dB", "--pm", "50", "--model", "none", "--mc", "80",
                                        "--yield", "0.95", "--objective", "max-margin", "--json"])
     assert result.exit_code == 0, result.output
-    sized = json.loads(result.output)
+    sized = json.loads(result.stdout)
     mc = sized["monte_carlo"]
     assert sized["met"] and mc["run"] and mc["samples"] == 80 and mc["lower_95"] >= 0.95
     assert mc["passed"] == 80 and sized["simulations"] >= 1 + 80

@@ -10,7 +10,8 @@ power, each device's least saturated corner, and `working` only when it is a hea
 corner. Figures the loop does not simulate at corners (CMRR, noise, settling, ...) are absent (NaN), so a spec on
 them counts as unmeasured in the ranking rather than read at the nominal corner. The cache (`Dataset.corner_table_path`)
 is keyed by the technology's provenance (model files' sha256), the corners, the bias and the training designs, and
-is rebuilt when any of them changes. On ptm65 `all` it costs 9 simulations per training design (measured in
+is rebuilt when any of them changes. The technology's own nominal corner needs no table: the dataset was simulated
+there, so its working rows (with every figure the dataset measured) are returned as they are. On ptm65 `all` it costs 9 simulations per training design (measured in
 bench/bench_corners.py: `corner_table_s`).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ..core.corner import Bias, Corner
+from ..core.corner import NOMINAL_TEMP_C, Bias, Corner
 from ..core.design import DESIGN_KEYS
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.tech import Technology
@@ -47,6 +48,8 @@ def corner_table(data: Dataset, kind: str, tech: Technology, corners: tuple[Corn
     """The working training rows of split kind `kind` as simulated at every corner, one worst-corner row each (see
     the module docstring); read from the dataset's cache when it was built from the same inputs."""
     train = data.training_rows(kind)
+    if tuple(corners) == (Corner.make(tech.corner, tech.vdd_v, NOMINAL_TEMP_C),):
+        return train[train["working"]]  # the dataset's own simulation: its corner, its VDD, 27 °C
     key = corner_table_key(train, tech, corners, bias)
     path = data.corner_table_path(kind, key[:16])
     if path.is_file():
