@@ -85,6 +85,9 @@ class Technology:
     """Model files to `.include` instead of model_file, absolute paths; `{corner}` is replaced by the corner."""
     params: Mapping[str, float] = field(default_factory=dict)
     """`.param` lines the included models need (e.g. sky130's Monte Carlo switches off)."""
+    subckts: tuple[str, ...] = ()
+    """Load only these `.subckt` blocks of the included files (icgen.core.modelsubset: a cached copy without the
+    others, the same numbers); empty loads the files whole."""
     descriptor: Path | None = None
     """The YAML file this came from."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -141,6 +144,14 @@ class Technology:
                 raise TechError(f"technology {self.name}: model file {path} holds a .control block, which can run "
                                 f"commands; remove it, or set allow_control: true in "
                                 f"{self.descriptor or 'the descriptor'} if you trust the file")
+        if self.subckts:
+            from .modelsubset import subckt_names
+
+            found = set().union(*(subckt_names(p) for p in self.model_files()))
+            missing = [n for n in self.subckts if n.lower() not in found]
+            if missing:
+                raise TechError(f"technology {self.name}: no model file defines the subcircuit {missing[0]!r}; fix "
+                                f"subckts in {self.descriptor or 'the descriptor'}")
         return self
 
     def with_corner(self, corner: str) -> "Technology":
@@ -206,16 +217,26 @@ class Technology:
             "corner": self.corner, "corners": list(self.corners), "subcircuit": self.subcircuit,
             "length_unit_m": self.length_unit_m, "params": dict(self.params),
             "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
+            **({"subckts": list(self.subckts)} if self.subckts else {}),
         }
 
     def model_lines(self) -> list[str]:
         """The deck lines that load the models: .param + .include list, `.lib FILE CORNER`, or `.include FILE`."""
         if self.includes:
             lines = [f".param {k}={v:g}" for k, v in self.params.items()]
-            return lines + [f".include '{inc.format(corner=self.corner or '')}'" for inc in self.includes]
+            return lines + [f".include '{self._loaded(Path(inc.format(corner=self.corner or '')))}'"
+                            for inc in self.includes]
         if self.corner:
             return [f".lib '{self.model_file}' {self.corner}"]
         return [f".include '{self.model_file}'"]
+
+    def _loaded(self, path: Path) -> Path:
+        """The file a deck includes for model file `path`: its `subckts` subset when the descriptor names some."""
+        if not self.subckts:
+            return path
+        from .modelsubset import subset_file
+
+        return subset_file(path, self.subckts, file_sha256(path))
 
     def out_of_bounds(self, design: Design) -> list[str]:
         """One message per variable outside this technology's bounds."""
@@ -233,6 +254,7 @@ class Technology:
             "nmos": self.nmos, "pmos": self.pmos, "vdd_v": self.vdd_v, "cl_f": self.cl_f,
             "corner": self.corner, "corners": list(self.corners), "subcircuit": self.subcircuit,
             "length_unit_m": self.length_unit_m, "includes": list(self.includes), "params": dict(self.params),
+            "subckts": list(self.subckts),
             "bounds": {k: list(self.bounds[k]) for k in DESIGN_KEYS},
             "descriptor": str(self.descriptor) if self.descriptor else None,
             "corner_sets": {k: [c.name for c in v] for k, v in self.corner_sets.items()},
@@ -456,11 +478,16 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
             raise TechError(f"{path}: bounds of {key} must be [low, high]")
         bounds[key] = (_as_float(pair[0], f"{path}: {key} low"), _as_float(pair[1], f"{path}: {key} high"))
     known = {"name", "description", "model_file", "nmos", "pmos", "vdd_v", "cl_f", "bounds", "corner", "corners",
-             "subcircuit", "length_unit_m", "device_parameter", "includes", "params", "allow_control", "corner_sets"}
+             "subcircuit", "length_unit_m", "device_parameter", "includes", "params", "allow_control", "corner_sets",
+             "subckts"}
     includes = raw.get("includes") or []
     params = raw.get("params") or {}
     if not isinstance(includes, list) or not isinstance(params, dict):
         raise TechError(f"{path}: includes must be a list of files and params a mapping of name to number")
+    subckts = raw.get("subckts") or []
+    if not isinstance(subckts, list) or not includes and subckts:
+        raise TechError(f"{path}: subckts must be a list of subcircuit names, and needs includes (the files they "
+                        f"are read from)")
     name = _token(raw["name"], "name", path)
     model_file = _safe_path(_resolve_model_file(str(raw["model_file"]), path.parent), path)
     if not model_file.is_file():  # before the values, as the first thing a user of a new descriptor gets wrong
@@ -488,6 +515,7 @@ def load_technology(name_or_path: str | Path = DEFAULT_TECH, corner: str | None 
         device_parameter=device_parameter,
         includes=tuple(str(_safe_path(_resolve_model_file(str(inc), path.parent), path)) for inc in includes),
         params={_token(k, "params name", path): _as_float(v, f"{path}: params.{k}") for k, v in params.items()},
+        subckts=tuple(_token(n, "subckts name", path) for n in subckts),
         descriptor=path.resolve(),
         extra={k: v for k, v in raw.items() if k not in known},
         allow_control=raw.get("allow_control", False) is True,
