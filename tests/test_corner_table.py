@@ -4,6 +4,8 @@ but weak at 125 °C ranks below a steady one, the cache is read back without sim
 corner set, and the corner loop given the table starts from the design that holds at every corner."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 
 from icgen.core.design import DESIGN_KEYS, METRIC_KEYS
 from icgen.core.score import Specs
+from icgen.core.status import Status
 from icgen.data.dataset import Dataset
 from icgen.data.retrieval import rank_rows
 from icgen.sizing.config import SizeConfig
@@ -82,3 +85,43 @@ def test_the_technologys_own_nominal_corner_reads_the_dataset_rows_without_simul
     assert not data.corner_table_path("heldout", "x").parent.exists()
     moved = corner_table(data, "heldout", ptm65, ptm65.corner_set("tt_1.2V_125C"), pool)
     assert len(pool.runs) == 3 and len(moved) == 3  # another single corner is simulated
+
+
+class HotFailPool(CornerFakePool):
+    """As CornerFakePool, but a design with R0 above 5 kOhm is no amplifier at 125 °C."""
+
+    def map(self, designs, config):
+        for index, result in super().map(designs, config):
+            if result.corner is not None and result.corner.temp_c >= 125 and result.design.R0 > 5e3:
+                result = dataclasses.replace(result, status=Status.NOT_AMPLIFIER, reason="no gain")
+            yield index, result
+
+
+def test_after_the_first_batch_a_design_failing_the_most_failed_corner_is_not_simulated_at_the_rest(
+        tmp_path, ptm65, monkeypatch):
+    import icgen.sizing.corner_table as module
+
+    designs = [FRAGILE, STEADY, FRAGILE.replace(W1=31e-6), STEADY.replace(W1=21e-6), FRAGILE.replace(W1=32e-6)]
+    rows = [{"index": i, **d.to_dict(), **corner_metrics(d, None).to_dict(), "status": "ok", "healthy": True,
+             "working": True, "source": "sobol"} for i, d in enumerate(designs)]
+    tables = {}
+    for screen in (1, 9):
+        data = Dataset(tmp_path / f"data{screen}")
+        data.write_table(pd.DataFrame(rows))
+        data.write_splits(pd.DataFrame({"index": range(5), "random": "train", "heldout": "train", "cluster": 0}))
+        monkeypatch.setattr(module, "BATCH", 2)
+        monkeypatch.setattr(module, "SCREEN", screen)
+        pool = HotFailPool()
+        tables[screen] = (corner_table(data, "heldout", ptm65, ptm65.corner_set("all"), pool), pool)
+    screened, pool = tables[1]
+    runs = {i: sum(1 for _, d in pool.runs if d == design) for i, design in enumerate(designs)}
+    assert runs[0] == runs[1] == 9  # the first batch runs everywhere
+    assert runs[2] == runs[4] == 1  # then a hot corner (where FRAGILE failed) first, and nothing more
+    assert runs[3] == 9
+    full = tables[9][0]
+    assert list(screened[screened["working"]]["index"]) == list(full[full["working"]]["index"]) == [1, 3]
+    pd.testing.assert_frame_equal(screened[screened["working"]].reset_index(drop=True),
+                                  full[full["working"]].reset_index(drop=True))
+    meta = json.loads(data.corner_table_path("heldout", "x").parent.joinpath(
+        next(p.name for p in data.corner_table_path("heldout", "x").parent.glob("*.json"))).read_text())
+    assert meta["simulations"] == 9 * 5  # SCREEN = 9: every design at every corner

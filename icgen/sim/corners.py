@@ -271,10 +271,10 @@ def worst_result(simulated: list[tuple[Corner, SimResult]], specs: Specs | None 
                                signoff=signoff, seconds=sum(r.seconds for r in results))
 
 
-def worst_at_corners(designs: list[Design], tech: Technology, corners: tuple[Corner, ...], pool,
-                     bias: str = Bias.TRACK_VDD) -> list[SimResult]:
-    """Each design simulated at every corner with the loop's UGB bench, in one batch on `pool`: one `worst_result`
-    per design, in the designs' order."""
+def at_corners(designs: list[Design], tech: Technology, corners: tuple[Corner, ...], pool,
+               bias: str = Bias.TRACK_VDD) -> list[list[tuple[Corner, SimResult]]]:
+    """Each design simulated at every corner with the loop's UGB bench, in one batch on `pool`: per design, its
+    (corner, result) pairs in the corners' order."""
     from ..core.score import UGB_BENCHES
     from .simulate import SimConfig
 
@@ -283,4 +283,11 @@ def worst_at_corners(designs: list[Design], tech: Technology, corners: tuple[Cor
     for index, result in pool.map([d for d in designs for _ in corners], configs * len(designs)):
         results[index] = result
     n = len(corners)
-    return [worst_result(list(zip(corners, results[i * n:(i + 1) * n]))) for i in range(len(designs))]
+    return [list(zip(corners, results[i * n:(i + 1) * n])) for i in range(len(designs))]
+
+
+def worst_at_corners(designs: list[Design], tech: Technology, corners: tuple[Corner, ...], pool,
+                     bias: str = Bias.TRACK_VDD) -> list[SimResult]:
+    """Each design simulated at every corner with the loop's UGB bench, in one batch on `pool`: one `worst_result`
+    per design, in the designs' order."""
+    return [worst_result(simulated) for simulated in at_corners(designs, tech, corners, pool, bias)]
