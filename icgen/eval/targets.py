@@ -60,7 +60,8 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
                          bias: str = Bias.TRACK_VDD) -> tuple[list[Target], list[str]]:
     """`config.n` held-out targets that hold at every corner by construction. The split's designs are taken in the
     seeded order `heldout_targets` draws from (its first n are the nominal targets' designs), each is simulated at
-    every corner of `corners` (a batch at a time on `pool`), and a design that is a healthy working amplifier at every
+    every corner of `corners` (a batch at a time on `pool`, screened as icgen.sim.corners.ScreenedCorners: after the
+first batch a design failing one of the most-failed corners is not simulated at the rest), and a design that is a healthy working amplifier at every
     corner gives a target: its worst-corner metrics (`worst_result`: the lowest gain, UGB, PM, GM and BW, the highest
     power) relaxed as nominal ones are. Designs are drawn until n targets are found or the split runs out; returns
     the targets in dataset order and the names of the designs that gave none.
@@ -70,7 +71,7 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
     from ..core.score import healthy_result
     from ..core.status import Status
     from ..data.dataset import design_of
-    from ..sim.corners import worst_at_corners
+    from ..sim.corners import ScreenedCorners, worst_result
 
     rows = data.rows(config.split, config.split_kind)
     if rows.empty:
@@ -80,11 +81,12 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
     targets: list[tuple[int, Target]] = []
     dropped: list[str] = []
     batch = max(config.n, 32)
+    screened = ScreenedCorners(tech, corners, pool, bias)  # a design failing a screened corner is dropped early
     for first in range(0, len(order), batch):
         if len(targets) >= config.n:
             break
         chunk = order[first:first + batch]
-        worst_results = worst_at_corners([design_of(row) for _, row in chunk], tech, corners, pool, bias)
+        worst_results = [worst_result(pairs) for pairs in screened.run([design_of(row) for _, row in chunk])]
         for i, (_, row) in enumerate(chunk):
             if len(targets) >= config.n:
                 break

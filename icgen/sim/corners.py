@@ -291,3 +291,41 @@ def worst_at_corners(designs: list[Design], tech: Technology, corners: tuple[Cor
     """Each design simulated at every corner with the loop's UGB bench, in one batch on `pool`: one `worst_result`
     per design, in the designs' order."""
     return [worst_result(simulated) for simulated in at_corners(designs, tech, corners, pool, bias)]
+
+
+def works_everywhere(simulated: list[tuple[Corner, SimResult]]) -> bool:
+    """Whether a design is a healthy working amplifier at each of its simulated corners."""
+    from ..core.score import healthy_result
+
+    return all(r.status == Status.OK and healthy_result(r) for _, r in simulated)
+
+
+class ScreenedCorners:
+    """Designs simulated at every corner batch by batch, where a design that fails somewhere need not run everywhere:
+    the first batch runs at every corner and orders the corners by how many of its designs failed there; after it,
+    each design runs first at the `screen` most-failed corners and at the rest only when it works at those. Its
+    (corner, result) pairs then cover every corner exactly when it works at the screened ones, so
+    `worst_result` of them is the full worst-corner result for every design that works at every corner; one that
+    fails holds only the corners it ran at. `simulations` counts what ran."""
+
+    def __init__(self, tech: Technology, corners: tuple[Corner, ...], pool, bias: str = Bias.TRACK_VDD,
+                 screen: int = 3) -> None:
+        self.tech, self.corners, self.pool, self.bias, self.screen = tech, tuple(corners), pool, bias, screen
+        self.order: list[Corner] | None = None
+        self.simulations = 0
+
+    def run(self, designs: list[Design]) -> list[list[tuple[Corner, SimResult]]]:
+        if self.order is None:
+            simulated = at_corners(designs, self.tech, self.corners, self.pool, self.bias)
+            failures = {c.name: sum(not works_everywhere([(c, dict(s)[c])]) for s in simulated) for c in self.corners}
+            self.order = sorted(self.corners, key=lambda c: -failures[c.name])  # stable: ties keep the set's order
+        else:
+            lead, rest = tuple(self.order[:self.screen]), tuple(self.order[self.screen:])
+            simulated = at_corners(designs, self.tech, lead, self.pool, self.bias)
+            alive = [i for i, pairs in enumerate(simulated) if works_everywhere(pairs)]
+            if alive and rest:
+                for i, more in zip(alive, at_corners([designs[i] for i in alive], self.tech, rest, self.pool,
+                                                     self.bias)):
+                    simulated[i] = simulated[i] + more
+        self.simulations += sum(len(pairs) for pairs in simulated)
+        return simulated

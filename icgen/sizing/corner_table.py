@@ -13,9 +13,10 @@ everywhere (its row, not working, then holds the worst of the corners it ran at;
 read working rows only). The working rows are the same as without screening. Figures the loop does not simulate at corners (CMRR, noise, settling, ...) are absent (NaN), so a spec on
 them counts as unmeasured in the ranking rather than read at the nominal corner. The cache (`Dataset.corner_table_path`)
 is keyed by the technology's provenance (model files' sha256), the corners, the bias and the training designs, and
-is rebuilt when any of them changes; its json records the simulations run. The technology's own nominal corner needs no table: the dataset was simulated
-there, so its working rows (with every figure the dataset measured) are returned as they are. On ptm65 `all` it costs 9 simulations per training design (measured in
-bench/bench_corners.py: `corner_table_s`).
+is rebuilt when any of them changes; its json records the simulations run. The technology's own nominal corner needs
+no table: the dataset was simulated there, so its working rows (with every figure the dataset measured) are returned
+as they are. On ptm65 `all` it costs at most 9 simulations per training design (bench/bench_corners.py:
+`corner_table_s`).
 """
 from __future__ import annotations
 
@@ -29,30 +30,15 @@ import pandas as pd
 from ..core.corner import NOMINAL_TEMP_C, Bias, Corner
 from ..core.design import DESIGN_KEYS
 from ..core.io import write_json_atomic, write_parquet_atomic
-from ..core.status import Status
 from ..core.tech import Technology
 from ..data.dataset import Dataset, design_of, result_row
-from ..sim.corners import at_corners, worst_result
+from ..sim.corners import ScreenedCorners, worst_result
 
 BATCH = 256
 """Training designs simulated per batch (each at every corner)."""
 SCREEN = 3
 """After the first batch, each design is simulated first at the SCREEN corners where that batch failed most, and
-at the others only when it works at those (a design that fails one corner is not retrieved at corners)."""
-
-
-def _works(result) -> bool:
-    return bool(result.status == Status.OK and result.health is not None and result.health.healthy)
-
-
-def _screened(designs: list, tech: Technology, order: list[Corner], pool, bias: str) -> list[list]:
-    """(corner, result) pairs per design: at order[:SCREEN] for all, at the rest for those working at those."""
-    lead = at_corners(designs, tech, tuple(order[:SCREEN]), pool, bias)
-    alive = [i for i, simulated in enumerate(lead) if all(_works(r) for _, r in simulated)]
-    if alive and len(order) > SCREEN:
-        for i, rest in zip(alive, at_corners([designs[i] for i in alive], tech, tuple(order[SCREEN:]), pool, bias)):
-            lead[i] = lead[i] + rest
-    return lead
+at the others only when it works at those (icgen.sim.corners.ScreenedCorners)."""
 
 
 def corner_table_key(train: pd.DataFrame, tech: Technology, corners: tuple[Corner, ...], bias: str) -> str:
@@ -79,18 +65,10 @@ def corner_table(data: Dataset, kind: str, tech: Technology, corners: tuple[Corn
     rows: list[dict] = []
     started = time.perf_counter()
     bar = progress(total=len(work), desc=f"corner table ({len(corners)} corners)", unit="design") if progress else None
-    order: list[Corner] | None = None  # the corners, most failed first, once the first batch has run everywhere
-    simulations = 0
+    screened = ScreenedCorners(tech, corners, pool, bias, SCREEN)
     for first in range(0, len(work), BATCH):
         chunk = work.iloc[first:first + BATCH]
-        designs = [design_of(row) for _, row in chunk.iterrows()]
-        if order is None:
-            simulated = at_corners(designs, tech, corners, pool, bias)
-            failures = {c.name: sum(not _works(dict(s)[c]) for s in simulated) for c in corners}
-            order = sorted(corners, key=lambda c: -failures[c.name])  # stable: ties keep the set's order
-        else:
-            simulated = _screened(designs, tech, order, pool, bias)
-        simulations += sum(len(s) for s in simulated)
+        simulated = screened.run([design_of(row) for _, row in chunk.iterrows()])
         for pairs, (_, row) in zip(simulated, chunk.iterrows()):
             rows.append(result_row(int(row["index"]), worst_result(pairs), str(row.get("source", ""))))
         if bar:
@@ -102,13 +80,13 @@ def corner_table(data: Dataset, kind: str, tech: Technology, corners: tuple[Corn
     path.parent.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(table, path)
     write_json_atomic({"key": key, "kind": kind, "corners": [c.name for c in corners], "bias": str(bias),
-                       "tech": tech.name, "designs": len(work), "simulations": simulations,
-                       "screen": SCREEN, "screen_order": [c.name for c in order or ()],
+                       "tech": tech.name, "designs": len(work), "simulations": screened.simulations,
+                       "screen": SCREEN, "screen_order": [c.name for c in screened.order or ()],
                        "working_at_every_corner": int(table["working"].sum()) if len(table) else 0,
                        "seconds": seconds}, path.with_suffix(".json"))
     if log:
-        log(f"corner table: {len(work)} training designs at {len(corners)} corners, {simulations} simulations in "
-            f"{seconds:.0f} s, "
+        log(f"corner table: {len(work)} training designs at {len(corners)} corners, {screened.simulations} "
+            f"simulations in {seconds:.0f} s, "
             f"{int(table['working'].sum()) if len(table) else 0} healthy at every corner (cached in {path.parent})")
     return table
 
