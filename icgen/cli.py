@@ -1079,7 +1079,8 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
               help="How VB1 follows a corner's supply: track-vdd keeps VDD - VB1, fixed holds VB1; VIN never moves.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the Bode curves of every corner, overlaid (PNG).")
+              help="Write the Bode curves of every corner, overlaid (PNG); with --mc also NAME-mc.png, a histogram "
+                   "per metric.")
 @click.option("--mc", "mc_samples", type=int, default=None,
               help="Also run N Monte Carlo mismatch samples at the nominal corner (the technology's mismatch: Pelgrom "
                    "offsets, or its models' own).")
@@ -1112,13 +1113,16 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
         from .sim.montecarlo import monte_carlo
 
         mc = monte_carlo(design, technology, specs, mc_config)
+    mc_plot = None
     if plot_path:
-        from .sim.plot import plot_bode_corners
+        from .sim.plot import mc_plot_path, plot_bode_corners, plot_monte_carlo
 
         try:
             plot_bode_corners([row.result for row in report.rows], plot_path)
         except ValueError as err:
             raise UserError(f"--plot: {err}") from err
+        if mc is not None:
+            mc_plot = plot_monte_carlo(mc, mc_plot_path(plot_path))
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "conditions": conditions_of(technology),
                                **({"monte_carlo": mc.to_dict()} if mc else {})}, indent=2))
@@ -1130,7 +1134,7 @@ def signoff_command(design_file, corners, tech, testbench, bias, as_json, plot_p
         if mc is not None:
             click.echo("\n" + mc.table())
         if plot_path:
-            click.echo(f"\nBode plot: {plot_path}")
+            click.echo(f"\nBode plot: {plot_path}" + (f"; Monte Carlo histograms: {mc_plot}" if mc_plot else ""))
     sys.exit(EXIT_OK if report.passed and (mc is None or all(mc.passed)) else EXIT_CHECK_FAILED)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -84,6 +85,26 @@ def test_signoff_mc_reports_the_yield_with_its_interval():
     low, high = report["wilson_95"]
     assert low <= report["yield"] <= high
     assert out.exit_code == (0 if report["passed"] == 40 else 1)
+
+
+@pytest.mark.ngspice
+def test_signoff_mc_with_a_plot_writes_the_histograms_beside_the_bode_curves(tmp_path):
+    from PIL import Image
+
+    bode = tmp_path / "signoff.png"
+    out = CliRunner().invoke(main, ["signoff", "--corners", "tt_1.2V_-40C,tt_1.2V_125C", "--mc", "20", "--seed", "1",
+                                    "--gain", "30dB", "--plot", str(bode)])
+    assert out.exit_code in (0, 1), out.output
+    histograms = tmp_path / "signoff-mc.png"
+    assert f"Monte Carlo histograms: {histograms}" in out.output
+    with Image.open(histograms) as image:
+        assert image.size == (1210, 715)  # the 2 x 3 grid of panels at 110 dpi
+        pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).mean() > 0.01  # bars and axes drawn, not an empty canvas
+    assert bode.is_file()
+    no_mc = tmp_path / "only.png"
+    assert CliRunner().invoke(main, ["signoff", "--corners", "nominal", "--plot", str(no_mc)]).exit_code in (0, 1)
+    assert no_mc.is_file() and not (tmp_path / "only-mc.png").exists()
 
 
 def test_signoff_mc_zero_is_bad_input():

@@ -1,4 +1,5 @@
-"""Bode plots drawn with matplotlib directly (PySpice's own Bode helper breaks on current matplotlib)."""
+"""Bode plots drawn with matplotlib directly (PySpice's own Bode helper breaks on current matplotlib), and Monte Carlo
+histograms."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,6 +83,57 @@ def plot_bode_corners(results: list[SimResult], path: str | Path, title: str | N
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title or f"{drawn[0].tech}, {drawn[0].testbench} testbench: {len(drawn)} corners")
     return _save(fig, path)
+
+
+MC_PANELS = (("offset_v", "input offset VOUT - VIN (mV)", 1e3, ""), ("gain_db", "DC gain (dB)", 1.0, ""),
+             ("ugb_hz", "UGB", 1.0, "Hz"), ("pm_deg", "phase margin (deg)", 1.0, ""),
+             ("power_w", "power", 1.0, "W"), ("bw3db_hz", "3 dB bandwidth", 1.0, "Hz"))
+"""Monte Carlo histogram panels: (figure, axis label, scale, SI unit of the ticks: such a panel turns logarithmic
+when its samples span more than a decade); a spec of the same name is drawn on it."""
+
+
+def plot_monte_carlo(report, path: str | Path, title: str | None = None) -> Path:
+    """One histogram per figure of a Monte Carlo report (icgen.sim.montecarlo.MonteCarloReport), over the samples that
+    measured it, with the spec's bound as a red line where one is given; writes a PNG."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.5))
+    specs = report.specs
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    for ax, (key, label, scale, unit) in zip(axes.flat, MC_PANELS):
+        values = np.array(report.offset_v if key == "offset_v" else report.metric(key), dtype=float)
+        values = values[np.isfinite(values)] * scale
+        if unit:
+            values = values[values > 0]
+            ax.xaxis.set_major_formatter(EngFormatter(unit=unit, places=2))
+        log = bool(unit) and values.size > 0 and values.max() > 10 * values.min()
+        if values.size == 0:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+        else:
+            bins = np.logspace(np.log10(values.min()), np.log10(values.max()) + 1e-9, 25) if log else 25
+            ax.hist(values, bins=bins, color="tab:blue", alpha=0.8)
+            if log:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(EngFormatter(unit=unit, places=0))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:
+                ax.locator_params(axis="x", nbins=4)
+            bound = getattr(specs, key, None) if specs is not None else None
+            if bound is not None:
+                ax.axvline(bound * scale, color="tab:red", lw=1.5, label="spec")
+                ax.legend(fontsize=7)
+        ax.set_xlabel(label)
+        ax.set_ylabel("samples")
+        ax.grid(True, alpha=0.3)
+    low, high = report.wilson
+    fig.suptitle(title or f"{report.tech} Monte Carlo ({report.mode}): {len(report.passed)} samples, yield "
+                          f"{sum(report.passed)}/{len(report.passed)} (Wilson 95 % {100 * low:.1f}-{100 * high:.1f} %)")
+    return _save(fig, path)
+
+
+def mc_plot_path(path: str | Path) -> Path:
+    """Where the Monte Carlo histograms go beside a Bode plot: bode.png -> bode-mc.png."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-mc{path.suffix or '.png'}")
 
 
 def _save(fig, path: str | Path) -> Path:
