@@ -61,10 +61,10 @@ def worst_corner_targets(data: Dataset, config: EvalConfig, tech, corners, pool,
     """`config.n` held-out targets that hold at every corner by construction. The split's designs are taken in the
     seeded order `heldout_targets` draws from (its first n are the nominal targets' designs), each is simulated at
     every corner of `corners` (a batch at a time on `pool`, screened as icgen.sim.corners.ScreenedCorners: after the
-first batch a design failing one of the most-failed corners is not simulated at the rest), and a design that is a healthy working amplifier at every
-    corner gives a target: its worst-corner metrics (`worst_result`: the lowest gain, UGB, PM, GM and BW, the highest
-    power) relaxed as nominal ones are. Designs are drawn until n targets are found or the split runs out; returns
-    the targets in dataset order and the names of the designs that gave none.
+    first batch a design failing one of the most-failed corners is not simulated at the rest), and a design that is a
+    healthy working amplifier at every corner gives a target: its worst-corner metrics (`worst_result`: the lowest
+    gain, UGB, PM, GM and BW, the highest power) relaxed as nominal ones are. Designs are drawn until n targets are
+    found or the split runs out; returns the targets in dataset order and the names of the designs that gave none.
 
     Nominal targets come from one corner's metrics: on ptm65 `all` not one of 100 source designs meets its own
     nominal target at every corner, so a corner benchmark on them measures infeasible targets as much as the loop."""

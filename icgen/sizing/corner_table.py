@@ -10,8 +10,9 @@ power, each device's least saturated corner, and `working` only when it is a hea
 corner. The first batch runs at every corner; after it, a design is simulated first at the `SCREEN` corners where that
 batch failed most and at the rest only when it works there, so a design that fails somewhere is not simulated
 everywhere (its row, not working, then holds the worst of the corners it ran at; retrieval and the corner surrogate
-read working rows only). The working rows are the same as without screening. Figures the loop does not simulate at corners (CMRR, noise, settling, ...) are absent (NaN), so a spec on
-them counts as unmeasured in the ranking rather than read at the nominal corner. The cache (`Dataset.corner_table_path`)
+read working rows only). The working rows are the same as without screening. Figures the loop does not simulate at
+corners (CMRR, noise, settling, ...) are absent (NaN), so a spec on them counts as unmeasured in the ranking rather
+than read at the nominal corner. The cache (`Dataset.corner_table_path`)
 is keyed by the technology's provenance (model files' sha256), the corners, the bias and the training designs, and
 is rebuilt when any of them changes; its json records the simulations run. The technology's own nominal corner needs
 no table: the dataset was simulated there, so its working rows (with every figure the dataset measured) are returned
