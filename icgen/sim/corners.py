@@ -326,6 +326,7 @@ class ScreenedCorners:
             if alive and rest:
                 for i, more in zip(alive, at_corners([designs[i] for i in alive], self.tech, rest, self.pool,
                                                      self.bias)):
-                    simulated[i] = simulated[i] + more
+                    rank = {c.name: k for k, c in enumerate(self.corners)}  # back in the set's order, as unscreened
+                    simulated[i] = sorted(simulated[i] + more, key=lambda pair: rank[pair[0].name])
         self.simulations += sum(len(pairs) for pairs in simulated)
         return simulated
