@@ -125,3 +125,16 @@ def test_after_the_first_batch_a_design_failing_the_most_failed_corner_is_not_si
     meta = json.loads(data.corner_table_path("heldout", "x").parent.joinpath(
         next(p.name for p in data.corner_table_path("heldout", "x").parent.glob("*.json"))).read_text())
     assert meta["simulations"] == 9 * 5  # SCREEN = 9: every design at every corner
+
+
+def test_a_screened_survivor_comes_back_with_its_corners_in_the_sets_order(ptm65):
+    from icgen.sim.corners import ScreenedCorners
+
+    corners = ptm65.corner_set("all")
+    screened = ScreenedCorners(ptm65, corners, HotFailPool(), screen=1)
+    screened.run([FRAGILE, STEADY])  # orders the corners: a hot one first
+    assert screened.order[0].temp_c == 125
+    fragile, steady = screened.run([FRAGILE.replace(W1=31e-6), STEADY.replace(W1=21e-6)])
+    assert len(fragile) == 1 and fragile[0][0].temp_c == 125
+    assert [c.name for c, _ in steady] == [c.name for c in corners]  # as unscreened: worst_result reads the first
+    assert screened.simulations == 2 * 9 + 1 + 9
