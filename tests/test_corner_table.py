@@ -78,6 +78,7 @@ def test_the_corner_loop_given_the_table_retrieves_the_design_that_holds_at_ever
 
 def test_the_technologys_own_nominal_corner_reads_the_dataset_rows_without_simulating(tmp_path, ptm65):
     data = _dataset(tmp_path)
+    data.write_meta({"technology": ptm65.provenance()})
     pool = CornerFakePool()
     table = corner_table(data, "heldout", ptm65, ptm65.corner_set("nominal"), pool)
     assert pool.runs == []
@@ -85,6 +86,9 @@ def test_the_technologys_own_nominal_corner_reads_the_dataset_rows_without_simul
     assert not data.corner_table_path("heldout", "x").parent.exists()
     moved = corner_table(data, "heldout", ptm65, ptm65.corner_set("tt_1.2V_125C"), pool)
     assert len(pool.runs) == 3 and len(moved) == 3  # another single corner is simulated
+    low = ptm65.at_conditions(vdd_v=1.1)
+    at_low = corner_table(data, "heldout", low, low.corner_set("nominal"), pool)
+    assert len(pool.runs) == 6 and len(at_low) == 3  # a user's supply: the dataset was not simulated there
 
 
 class HotFailPool(CornerFakePool):

@@ -15,9 +15,9 @@ corners (CMRR, noise, settling, ...) are absent (NaN), so a spec on them counts 
 than read at the nominal corner. The cache (`Dataset.corner_table_path`)
 is keyed by the technology's provenance (model files' sha256), the corners, the bias and the training designs, and
 is rebuilt when any of them changes; its json records the simulations run. The technology's own nominal corner needs
-no table: the dataset was simulated there, so its working rows (with every figure the dataset measured) are returned
-as they are. On ptm65 `all` it costs at most 9 simulations per training design (bench/bench_corners.py:
-`corner_table_s`).
+no table: the dataset was simulated there (at the VDD and CL its meta.json records), so its working rows (with every
+figure the dataset measured) are returned as they are. On ptm65 `all` it costs at most 9 simulations per training
+design (bench/bench_corners.py: `corner_table_s`).
 """
 from __future__ import annotations
 
@@ -50,14 +50,23 @@ def corner_table_key(train: pd.DataFrame, tech: Technology, corners: tuple[Corne
     return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode() + designs).hexdigest()
 
 
+def _simulated_there(data: Dataset, tech: Technology, corners: tuple[Corner, ...]) -> bool:
+    """Whether `corners` is the one corner the dataset was simulated at: the technology's own process at 27 °C, at
+    the supply and load its meta.json records (so not a user's --vdd or --cl)."""
+    if tuple(corners) != (Corner.make(tech.corner, tech.vdd_v, NOMINAL_TEMP_C),):
+        return False
+    recorded = data.technology
+    return recorded.get("vdd_v") == tech.vdd_v and recorded.get("cl_f") == tech.cl_f
+
+
 def corner_table(data: Dataset, kind: str, tech: Technology, corners: tuple[Corner, ...], pool,
                  bias: str = Bias.TRACK_VDD, progress: Callable | None = None,
                  log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """The working training rows of split kind `kind` as simulated at every corner, one worst-corner row each (see
     the module docstring); read from the dataset's cache when it was built from the same inputs."""
     train = data.training_rows(kind)
-    if tuple(corners) == (Corner.make(tech.corner, tech.vdd_v, NOMINAL_TEMP_C),):
-        return train[train["working"]]  # the dataset's own simulation: its corner, its VDD, 27 °C
+    if _simulated_there(data, tech, corners):
+        return train[train["working"]]
     key = corner_table_key(train, tech, corners, bias)
     path = data.corner_table_path(kind, key[:16])
     if path.is_file():
