@@ -54,9 +54,9 @@ def test_monte_carlo_runs_only_on_a_candidate_passing_every_corner(ptm65):
     corners = CornerPool(pool, ptm65.corner_set("all"), ptm65, Specs(gain_db=40), yield_target=target())
     results = dict(corners.map([WEAK, FRAGILE, STEADY], _config(ptm65)))
     assert len(results) == 3
-    assert pool.samples == 80 and corners.simulations == 1 + 4 + 9 + 80  # each up to its first failure, MC for one
+    assert pool.samples == 80 and corners.simulations == 3 + 2 * 8 + 80  # screening, 8 more for two, MC for one
     weak, fragile, steady = (results[i] for i in range(3))
-    assert corners.cost(weak) == 1 and corners.cost(fragile) == 4 and corners.cost(steady) == 9 + 80
+    assert corners.cost(weak) == 1 and corners.cost(fragile) == 9 and corners.cost(steady) == 9 + 80
     assert corners.max_cost == 9 + 80
     assert list(corners.monte_carlo) == [tuple(STEADY.to_dict().values())] and corners.yield_shortfall(STEADY) == 0.0
     mc_runs = [c for c, d in pool.runs if d == STEADY][9:]

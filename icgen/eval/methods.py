@@ -16,9 +16,8 @@ A new method is one function and one `Method` entry in `REGISTRY`. Every outcome
 design came from (a model answer that repeats the retrieved design counts as retrieval: `same_design`).
 
 With corners (`EvalConfig.corners`) every method is judged by its worst corner: the loop-based methods run
-`icgen.sizing.corners.size_at_corners`, the others have each design simulated corner by corner until one fails
-(most-failed corners first, the record shared by one target's trials, as in the loop: `Context.screen`); a design
-meets only when simulated and met at every corner.
+`icgen.sizing.corners.size_at_corners`, the others have each design simulated at every corner (nominal first; a
+design failing it costs one simulation, as in the loop); a design meets only when simulated and met at every corner.
 The budget counts simulations, and no method starts a design whose every corner would not fit in what is left.
 """
 from __future__ import annotations
@@ -162,15 +161,9 @@ class Context:
             config = SimConfig(tech=self.tech, benches=benches, estimates=specs.needs_estimates())
         return [result for _, result in self.pool.map(designs, config)] if designs else []
 
-    def screen(self, specs: Specs) -> CornerPool | None:
-        """With corners, the CornerPool a method's successive `trials` for one target share, so its record of the
-        corners that fail most carries over from batch to batch, as in the loop (None without corners)."""
-        return CornerPool(self.pool, self.corners, self.tech, specs, self.corner_config.bias) if self.corners else None
-
-    def trials(self, designs: list[Design], specs: Specs, screen: CornerPool | None = None) -> Trials:
-        """`simulate`, and with corners each design corner by corner until one fails (the loop's CornerPool, or
-        `screen`, most-failed corners first; a design proposed twice is simulated once): one worst-corner result
-        per design."""
+    def trials(self, designs: list[Design], specs: Specs) -> Trials:
+        """`simulate`, and with corners each design at every corner (screened at nominal first, like the loop's
+        CornerPool; a design proposed twice is simulated once): one worst-corner result per design."""
         if not self.corners:
             results = self.simulate(designs, specs)
             return Trials(results, [[(None, r)] for r in results], len(results))
@@ -179,15 +172,14 @@ class Context:
             config = SimConfig(tech=self.tech, benches=tuple(dict.fromkeys(UGB_BENCHES + specs.benches())),
                                estimates=specs.needs_estimates())
         unique = list({_key(d): d for d in designs}.values())
-        pool = screen if screen is not None else self.screen(specs)
-        before = pool.simulations
+        pool = CornerPool(self.pool, self.corners, self.tech, specs, self.corner_config.bias)
         worst = {_key(d): r for d, (_, r) in zip(unique, pool.map(unique, config))} if unique else {}
         seen: set[tuple] = set()
         runs = []
         for design in designs:  # a repeated design's runs are its first copy's, counted once
             runs.append([] if _key(design) in seen else pool.results(design))
             seen.add(_key(design))
-        return Trials([worst[_key(d)] for d in designs], runs, pool.simulations - before, self.corner_names)
+        return Trials([worst[_key(d)] for d in designs], runs, pool.simulations, self.corner_names)
 
 
 SAME_DESIGN_RTOL = 1e-3
@@ -284,12 +276,12 @@ def random_search(target: Target, ctx: Context, seed: int, batch: int = 4) -> Ou
     start = time.perf_counter()
     budget = ctx.config.budget
     pending = random_designs(ctx.tech, budget, seed)
-    trials, screen = Trials(corners=ctx.corner_names), ctx.screen(target.specs)
+    trials = Trials(corners=ctx.corner_names)
     while pending and not trials.any_met(target.specs):
         size_now = min(batch, (budget - trials.simulations) // ctx.max_cost)
         if size_now < 1:
             break
-        trials.extend(ctx.trials(pending[:size_now], target.specs, screen))
+        trials.extend(ctx.trials(pending[:size_now], target.specs))
         pending = pending[size_now:]
     n = len(trials.results)
     return _outcome("random-search", target, trials, time.perf_counter() - start, n, n, goal=ctx.goal,
@@ -308,10 +300,10 @@ def optuna_tpe(target: Target, ctx: Context, seed: int) -> Outcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-    trials, screen = Trials(corners=ctx.corner_names), ctx.screen(target.specs)
+    trials = Trials(corners=ctx.corner_names)
     while trials.simulations + ctx.max_cost <= ctx.config.budget:
         trial = study.ask()
-        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs, screen))
+        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs))
         study.tell(trial, result_shortfall(trials.results[-1], target.specs))
         if trials.met(len(trials.results) - 1, target.specs):
             break
@@ -331,10 +323,10 @@ def optuna_constrained(target: Target, ctx: Context, seed: int) -> Outcome:
     start = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=lambda trial: trial.user_attrs["violations"])
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    trials, screen = Trials(corners=ctx.corner_names), ctx.screen(target.specs)
+    trials = Trials(corners=ctx.corner_names)
     while trials.simulations + ctx.max_cost <= ctx.config.budget:
         trial = study.ask()
-        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs, screen))
+        trials.extend(ctx.trials([_suggested(trial, ctx.tech)], target.specs))
         result = trials.results[-1]
         working = result.status == Status.OK and healthy_result(result)
         checks = check_specs(result if result.metrics else None, target.specs)

@@ -300,12 +300,6 @@ def works_everywhere(simulated: list[tuple[Corner, SimResult]]) -> bool:
     return all(r.status == Status.OK and healthy_result(r) for _, r in simulated)
 
 
-def most_failed_first(corners: tuple[Corner, ...], failed: dict[str, int], ran: dict[str, int]) -> list[Corner]:
-    """The corners by how often a design failed there, most often first: by (failures + 1) / (runs + 2), so a corner
-    not yet run counts as even odds; ties keep the corners' order."""
-    return sorted(corners, key=lambda c: -(failed.get(c.name, 0) + 1) / (ran.get(c.name, 0) + 2))
-
-
 class ScreenedCorners:
     """Designs simulated at every corner batch by batch, where a design that fails somewhere need not run everywhere:
     the first batch runs at every corner and orders the corners by how many of its designs failed there; after it,
@@ -324,7 +318,7 @@ class ScreenedCorners:
         if self.order is None:
             simulated = at_corners(designs, self.tech, self.corners, self.pool, self.bias)
             failures = {c.name: sum(not works_everywhere([(c, dict(s)[c])]) for s in simulated) for c in self.corners}
-            self.order = most_failed_first(self.corners, failures, {c.name: len(designs) for c in self.corners})
+            self.order = sorted(self.corners, key=lambda c: -failures[c.name])  # stable: ties keep the set's order
         else:
             lead, rest = tuple(self.order[:self.screen]), tuple(self.order[self.screen:])
             simulated = at_corners(designs, self.tech, lead, self.pool, self.bias)

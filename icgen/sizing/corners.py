@@ -3,11 +3,9 @@
     found = size_at_corners(Specs(gain_db=40, pm_deg=50), tech, tech.corner_set("all"), resources=resources)
     found.result.met; print(found.report.table())   # met means met at every corner of the set
 
-A `CornerPool` wraps any pool: it simulates every candidate corner by corner, and at the next corner only when
-the candidate cleared the specs at every corner so far, so a candidate stops at its first failing corner. The corners
-run in the order of how often the run's candidates failed there (the nominal corner first until there is a record),
-so a failing candidate most often costs one simulation. It answers one worst-corner `SimResult` per design
-(`worst_result`), which the loop's ranking reads unchanged. Every
+A `CornerPool` wraps any pool: it simulates every candidate at a screening corner first (the technology's nominal
+corner when the set has it) and at the set's other corners only when the candidate clears the specs there, and
+answers one worst-corner `SimResult` per design (`worst_result`), which the loop's ranking reads unchanged. Every
 simulation counts against the budget (`CornerPool.cost`); the loop never starts a design whose every corner would
 not fit in what is left (`CornerPool.max_cost`).
 """
@@ -27,7 +25,7 @@ from ..core.measure import V2_HEALTH, HealthRule
 from ..core.objective import Objective, objective
 from ..core.score import Specs, result_shortfall
 from ..core.tech import Technology
-from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report, most_failed_first, worst_result
+from ..sim.corners import CornerReport, CornerSignoffConfig, corner_report, worst_result
 from ..sim.montecarlo import MonteCarloReport, YieldTarget, check_open_loop, sample_configs
 from ..sim.simulate import SimConfig, SimResult, SimulatorPool
 from .config import CornerSizeConfig, SizeConfig  # noqa: F401 - CornerSizeConfig: its config
@@ -36,8 +34,8 @@ from .resources import SizingResources
 
 
 def screening_order(corners: tuple[Corner, ...], tech: Technology) -> tuple[Corner, ...]:
-    """The corners with the technology's nominal corner first when the set has it (else as listed): the order a
-    `CornerPool` screens in before it has a record of failures, and the order of a design's results."""
+    """The corners with the technology's nominal corner first when the set has it (else as listed): a candidate
+    is screened there, where it most often passes, so a candidate failing it costs one simulation."""
     nominal = tech.corner_sets["nominal"][0].name
     return tuple(sorted(corners, key=lambda c: c.name != nominal))
 
@@ -47,9 +45,8 @@ def _key(design: Design) -> tuple:
 
 
 class CornerPool:
-    """A pool that simulates each design corner by corner until one fails (the most-failed corners first, see the
-    module docstring) and yields one worst-corner result per design, like `SimulatorPool.map`; `results(design)`
-    gives its per-corner results."""
+    """A pool that simulates each design at every corner (screening first, see the module docstring) and yields one
+    worst-corner result per design, like `SimulatorPool.map`; `results(design)` gives its per-corner results."""
 
     def __init__(self, pool, corners: tuple[Corner, ...], tech: Technology, specs: Specs,
                  bias: str = Bias.TRACK_VDD, yield_target: YieldTarget | None = None) -> None:
@@ -64,9 +61,6 @@ class CornerPool:
         """The Monte Carlo samples of each design that passed every corner (with a yield target)."""
         self.simulations = 0
         """Simulations run so far (every corner of every design, and every Monte Carlo sample)."""
-        self.failed: dict[str, int] = {}
-        self.ran: dict[str, int] = {}
-        """Per corner name: designs that failed the specs there, and designs simulated there (the screening record)."""
 
     @property
     def max_cost(self) -> int:
@@ -74,8 +68,8 @@ class CornerPool:
         return len(self.corners) + (self.yield_target.samples.samples if self.yield_target else 0)
 
     def cost(self, result: SimResult) -> int:
-        """Simulations a result (as yielded by `map`) cost: one per corner it ran at (up to the first it failed), and
-        the Monte Carlo samples when it passed them all."""
+        """Simulations a result (as yielded by `map`) cost: 1 when it failed the screening corner, else every corner,
+        and the Monte Carlo samples when it passed them all."""
         key = _key(result.design)
         report = self.monte_carlo.get(key)
         return len(self.simulated[key]) + (len(report.passed) if report else 0)
@@ -104,13 +98,8 @@ class CornerPool:
                 design, self.tech, target.samples.seed, self.specs, drawn[i][0], tuple(results[i * n:(i + 1) * n]))
 
     def results(self, design: Design) -> list[tuple[Corner, SimResult]]:
-        """(corner, result) for each corner the design was simulated at, in `self.corners` order (nominal first)."""
+        """(corner, result) for each corner the design was simulated at, the screening corner first."""
         return list(self.simulated.get(_key(design), []))
-
-    @property
-    def order(self) -> list[Corner]:
-        """The order the next candidates are screened in: most-failed corners first (`most_failed_first`)."""
-        return most_failed_first(self.corners, self.failed, self.ran)
 
     def _map(self, designs: list[Design], config: SimConfig, corner: Corner) -> list[SimResult]:
         out: list[SimResult | None] = [None] * len(designs)
@@ -120,27 +109,19 @@ class CornerPool:
         return out  # type: ignore[return-value]
 
     def map(self, designs: Iterable[Design], config: SimConfig) -> Iterator[tuple[int, SimResult]]:
-        """Yield (index, worst-corner result) for every design: all designs at the first corner of `order`, then
-        those that cleared the specs at every corner so far at the next (one batch per corner, in parallel over
-        designs); the record of failures is updated after each batch, the order only between calls."""
+        """Yield (index, worst-corner result) for every design: all designs at the screening corner, then those that
+        clear the specs there at each other corner (one batch per corner, in parallel over designs)."""
         designs = list(designs)
-        rank = {c.name: k for k, c in enumerate(self.corners)}
-        for design in designs:
-            self.simulated[_key(design)] = []
-        alive = list(range(len(designs)))
-        for corner in self.order:
-            if not alive:
+        screen, *others = self.corners
+        first = self._map(designs, config, screen)
+        for design, result in zip(designs, first):
+            self.simulated[_key(design)] = [(screen, result)]
+        passing = [i for i, r in enumerate(first) if result_shortfall(r, self.specs) == 0.0]
+        for corner in others:
+            if not passing:
                 break
-            passing = []
-            for i, result in zip(alive, self._map([designs[i] for i in alive], config, corner)):
-                pairs = self.simulated[_key(designs[i])]
-                pairs.append((corner, result))
-                pairs.sort(key=lambda pair: rank[pair[0].name])  # worst_result reads vout and estimates at the first
-                if result_shortfall(result, self.specs) == 0.0:
-                    passing.append(i)
-            self.ran[corner.name] = self.ran.get(corner.name, 0) + len(alive)
-            self.failed[corner.name] = self.failed.get(corner.name, 0) + len(alive) - len(passing)
-            alive = passing
+            for i, result in zip(passing, self._map([designs[i] for i in passing], config, corner)):
+                self.simulated[_key(designs[i])].append((corner, result))
         worst = [worst_result(self.simulated[_key(design)], self.specs) for design in designs]
         if self.yield_target is not None:
             robust = [d for d, r in zip(designs, worst) if result_shortfall(r, self.specs) == 0.0
@@ -153,7 +134,7 @@ class CornerPool:
 @dataclass
 class CornerSizeResult:
     """A corner-aware sizing run: the loop's result (its best scored by the worst corner) and the best design's
-    per-corner report against the user's specs (only the corners it ran at, up to the first it failed)."""
+    per-corner report against the user's specs (only its screening corner when it failed there)."""
 
     result: SizeResult
     corners: tuple[Corner, ...]
@@ -165,7 +146,7 @@ class CornerSizeResult:
 
     @property
     def skipped(self) -> tuple[str, ...]:
-        """Corners the best design was not simulated at (it failed an earlier one)."""
+        """Corners the best design was not simulated at (it failed the screening corner)."""
         done = {row.corner.name for row in self.report.rows} if self.report else set()
         return tuple(c.name for c in self.corners if c.name not in done)
 
