@@ -101,6 +101,26 @@ def test_a_candidate_failing_nominal_costs_one_simulation_not_nine(ptm65):
     assert progress[-1].simulations == 10  # progress reports simulations, not designs
 
 
+NEAR = EXAMPLE_DESIGN.replace(W1=14.5e-6, R0=9e3)  # 39.7 dB at nominal (fails it by 0.3 dB), 9.7 dB at 125 °C
+KNOWN = EXAMPLE_DESIGN.replace(W1=19e-6, R0=1.5e3)  # 42 dB at nominal, 37 dB at 125 °C: 3 dB short there
+
+
+def test_a_near_miss_at_nominal_does_not_outrank_a_design_known_at_every_corner(ptm65):
+    # NEAR's nominal shortfall (0.05) is only a lower bound of its worst corner's (5); KNOWN's 0.5 is exact
+    found = size_at_corners(Specs(gain_db=40), ptm65, ptm65.corner_set("all"), SATISFY, CornerFakePool(),
+                            proposer=Scripted([NEAR, KNOWN]))
+    result = found.result
+    assert not result.met and result.best.result.design == KNOWN
+    near = next(c for c in result.candidates if c.result.design == NEAR)
+    known_short = (40 - (40 + 20 * math.log10(19 / 15) - 5)) / 6
+    assert result.best.shortfall == pytest.approx(known_short, abs=1e-3)
+    assert near.shortfall == pytest.approx((40 - (40 + 20 * math.log10(14.5 / 15))) / 6 + 1.0, abs=1e-3)
+    unpenalised = size_at_corners(Specs(gain_db=40), ptm65, ptm65.corner_set("all"), SATISFY, CornerFakePool(),
+                                  proposer=Scripted([NEAR, KNOWN]),
+                                  corner_config=CornerSizeConfig(unscreened_penalty=0.0)).result
+    assert unpenalised.best.result.design == NEAR  # ranked on its lower bound, as before the penalty
+
+
 def test_a_best_design_that_fails_nominal_reports_the_corners_it_skipped(ptm65):
     found = size_at_corners(Specs(gain_db=40), ptm65, ptm65.corner_set("all"), SATISFY, CornerFakePool(),
                             proposer=Scripted([WEAK]))
@@ -212,3 +232,10 @@ def test_retrieval_searches_designs_with_saturation_headroom_for_a_lower_supply(
     table = pd.DataFrame({"min_saturation_margin_v": [0.02, 0.2, 0.16]})
     assert list(robust_rows(table, 0.15).index) == [1, 2]
     assert len(robust_rows(table, 0.5)) == 3  # none has it: every row
+
+
+def test_a_negative_unscreened_penalty_is_refused():
+    from icgen.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unscreened_penalty"):
+        CornerSizeConfig(unscreened_penalty=-1.0)

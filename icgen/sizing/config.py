@@ -112,14 +112,20 @@ class CornerSizeConfig:
     corner_surrogate_rows: int = 200
     """The fewest designs working at every corner that such a surrogate is fitted on (fewer: the nominal one)."""
     deficit_scale_v: float = 0.1
+    unscreened_penalty: float = 1.0
+    """Added to the shortfall of a candidate that failed the screening corner: its shortfall there is only a lower
+    bound of its worst-corner one, so without it a near miss at nominal that fails badly elsewhere (unsimulated) would
+    outrank a design known at every corner, and the search would centre on it. 1.0 ranks such candidates behind
+    every fully simulated one within one shortfall unit (measured on ptm65 `all`: 0 -> 87, 0.3 -> 91, 1 and 5 -> 92 of
+    100 held-out targets met, `bench/bench_corners.py`)."""
     """A device's saturation margin below the health rule's, per this many volts, adds 1 to a candidate's shortfall
     (on top of the flat penalty for an unhealthy design), so the search can climb towards health at every corner."""
 
     def __post_init__(self) -> None:
         if self.bias not in BIASES:
             raise ConfigError(f"{{bias}} {self.bias!r} is unknown; use one of {', '.join(BIASES)}")
-        if self.retrieval_headroom_v < 0 or self.deficit_scale_v <= 0:
-            raise ConfigError("{retrieval_headroom_v} must be >= 0 and {deficit_scale_v} > 0")
+        if self.retrieval_headroom_v < 0 or self.deficit_scale_v <= 0 or self.unscreened_penalty < 0:
+            raise ConfigError("{retrieval_headroom_v} and {unscreened_penalty} must be >= 0 and {deficit_scale_v} > 0")
         if self.budget_per_corner < 1:
             raise ConfigError(f"{{budget}} {self.budget_per_corner} per corner is not a budget; use 1 or more")
 

@@ -74,6 +74,10 @@ class CornerPool:
         report = self.monte_carlo.get(key)
         return len(self.simulated[key]) + (len(report.passed) if report else 0)
 
+    def unscreened(self, design: Design) -> bool:
+        """Whether the design was simulated at only some of the corners (it failed the screening corner)."""
+        return len(self.simulated.get(_key(design), ())) < len(self.corners)
+
     def yield_shortfall(self, design: Design) -> float:
         """What the design's Monte Carlo yield adds to its shortfall (0 without a yield target or samples)."""
         report = self.monte_carlo.get(_key(design))
@@ -161,15 +165,18 @@ def saturation_deficit(result: SimResult, rule: HealthRule = V2_HEALTH, scale_v:
 
 
 def corner_score(goal: Objective, scale_v: float = CornerSizeConfig.deficit_scale_v,
-                 yield_shortfall=None) -> Score:
+                 yield_shortfall=None, unscreened=None, penalty: float = CornerSizeConfig.unscreened_penalty) -> Score:
     """The loop's ranking (by the objective when it improves, else default_rank) of a worst-corner result, with its
     saturation deficit (and `yield_shortfall(design)`, when given) added to the shortfall (still 0 exactly when every
-    spec holds on a healthy design)."""
+    spec holds on a healthy design), and `penalty` when `unscreened(design)`: a design that failed the screening
+    corner is known there only (CornerSizeConfig.unscreened_penalty)."""
     base = objective_rank(goal) if goal.improves else default_rank
 
     def rank(result: SimResult, specs: Specs) -> tuple:
         key = base(result, specs)
         extra = yield_shortfall(result.design) if yield_shortfall is not None else 0.0
+        if unscreened is not None and unscreened(result.design):
+            extra += penalty
         return (key[0] + saturation_deficit(result, scale_v=scale_v) + extra,) + tuple(key[1:])
 
     return rank
@@ -235,7 +242,8 @@ def size_at_corners(specs: Specs, tech: Technology, corners: tuple[Corner, ...],
         size_options["table"] = retrieval_table if retrieval_table is not None else \
             robust_rows(size_options["table"], corner_config.retrieval_headroom_v)
     corner_pool = CornerPool(pool, corners, tech, config.target_specs(specs), bias, yield_target)
-    score = corner_score(objective(config.objective), corner_config.deficit_scale_v, corner_pool.yield_shortfall)
+    score = corner_score(objective(config.objective), corner_config.deficit_scale_v, corner_pool.yield_shortfall,
+                         corner_pool.unscreened, corner_config.unscreened_penalty)
     result = size(specs, tech, config, corner_pool, testbench=testbench, resources=resources, score=score,
                   **size_options)
     report = None
