@@ -237,5 +237,5 @@ def test_retrieval_searches_designs_with_saturation_headroom_for_a_lower_supply(
 def test_a_negative_unscreened_penalty_is_refused():
     from icgen.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unscreened_penalty"):
+    with pytest.raises(ConfigError, match="unscreened-penalty"):
         CornerSizeConfig(unscreened_penalty=-1.0)
