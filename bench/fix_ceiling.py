@@ -1,7 +1,7 @@
 """How far the fix model's move set can reach: the eval's `model-loop` with an oracle in the model's place.
 
     .venv/bin/python bench/fix_ceiling.py [--n 200] [--budget 20] [--answers 4] [--data data/ptm65-v2]
-        [--compare bench/results/eval-fix-loop]
+        [--compare bench/results/eval-fix-loop] [--factors 0.5,0.7,1.4,2] [--volts -0.05,-0.02,0.02,0.05] [--coupled]
 
 The oracle answers each round as the fix model would (the loop shows it the best candidate so far; it gives
 `--answers` designs a round, as `icgen eval`'s loop_samples), but it is a perfect reader of one move: it simulates
@@ -10,7 +10,9 @@ budget) and answers the best-ranked moves it has not answered before. Everything
 targets (seed 0), retrieval first, the budget, the loop's ranking and its health rule. So its met share is what a
 model that always picked the best single moves would reach, a ceiling for one-move answers under this budget (greedy:
 not the best sequence of moves); the gap from the trained model to it is the model's, the gap from it to 90 % is the
-move set's. With --compare, the paired McNemar test against that eval folder's `model-loop` and `retrieval-local`.
+move set's. `--factors`, `--volts` and `--coupled` give the oracle another move set (`FixConfig`'s fields: the
+scales of a size, the shifts of a bias, and each device's W and L scaled together), to measure what a richer set
+would reach before pairs are drawn and a model trained on it. With --compare, the paired McNemar test against that eval folder's `model-loop` and `retrieval-local`.
 Writes bench/results/fix-ceiling.json (fix-ceiling-bB-aA.json with another budget or answers).
 """
 from __future__ import annotations
@@ -45,8 +47,8 @@ class OracleMoves:
     """A Proposer that simulates every single move from the best candidate and answers the best-ranked unanswered
     ones; `probes` counts its own simulations (outside the loop's budget)."""
 
-    def __init__(self, tech, pool) -> None:
-        self.tech, self.pool = tech, pool
+    def __init__(self, tech, pool, moves: FixConfig = FixConfig()) -> None:
+        self.tech, self.pool, self.moves = tech, pool, moves
         self.answered: set[tuple] = set()
         self.probes = 0
 
@@ -56,7 +58,7 @@ class OracleMoves:
     def propose(self, specs, best, reference, samples, config):
         if best is None:
             return None
-        moves = [m for m in single_moves(best.result.design, self.tech, FixConfig())
+        moves = [m for m in single_moves(best.result.design, self.tech, self.moves)
                  if tuple(m.to_dict().values()) not in self.answered]
         if not moves:
             return None
@@ -71,6 +73,10 @@ class OracleMoves:
         return Proposal(texts=["oracle"] * len(chosen), designs=chosen, invalid=0)
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
@@ -78,8 +84,17 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=EvalConfig.loop_samples, help="Answers per round.")
     parser.add_argument("--data", default=str(ROOT / "data" / "ptm65-v2"))
     parser.add_argument("--compare", default=str(ROOT / "bench" / "results" / "eval-fix-loop"))
+    parser.add_argument("--factors", default=None, help="Scales of a size move, comma-separated (default: FixConfig's).")
+    parser.add_argument("--volts", default=None, help="Shifts of a bias move in volts, comma-separated.")
+    parser.add_argument("--coupled", action="store_true", help="Also scale each device's W and L together.")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
+    default = FixConfig()
+    try:
+        moves = FixConfig(factors=_floats(args.factors) if args.factors else default.factors,
+                          volts=_floats(args.volts) if args.volts else default.volts, coupled=args.coupled)
+    except ValueError as error:
+        parser.error(f"--factors and --volts take comma-separated numbers such as 0.7,1.4 ({error})")
     started = time.perf_counter()
     tech = load_technology(DEFAULT_TECH)
     data = Dataset(args.data).require()
@@ -88,7 +103,7 @@ def main() -> None:
     targets = heldout_targets(data, config)
     rows = []
     with SimulatorPool() as pool:
-        oracle = OracleMoves(tech, pool)
+        oracle = OracleMoves(tech, pool, moves)
         ctx = Context(tech, pool, train, config, proposer=oracle)
         for i, target in enumerate(targets):
             oracle.reset()
@@ -103,7 +118,8 @@ def main() -> None:
     summary = {"command": "bench/fix_ceiling.py " + " ".join(sys.argv[1:]), "targets": len(rows), "met": met,
                "met_share": met / len(rows) if rows else None, "budget": args.budget, "answers_per_round": args.answers,
                "by_source": {s: sum(r["met"] and r["source"] == s for r in rows) for s in {r["source"] for r in rows}},
-               "oracle_probes": sum(r["oracle_probes"] for r in rows)}
+               "oracle_probes": sum(r["oracle_probes"] for r in rows),
+               "moves": {"factors": list(moves.factors), "volts": list(moves.volts), "coupled": moves.coupled}}
     compare = Path(args.compare) / "outcomes.jsonl"
     if compare.exists():
         records = [json.loads(line) for line in compare.read_text().splitlines() if line.strip()]
@@ -120,6 +136,8 @@ def main() -> None:
                     "ngspice": ngspice_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                     "rows": rows})
     suffix = "" if (args.budget, args.answers) == (20, EvalConfig.loop_samples) else f"-b{args.budget}-a{args.answers}"
+    if moves != default:
+        suffix += f"-f{len(moves.factors)}v{len(moves.volts)}" + ("c" if moves.coupled else "")
     path = write_result(args.out, f"fix-ceiling{suffix}", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
     print(f"wrote {path}")

@@ -211,3 +211,20 @@ def test_every_simulated_move_is_recorded_and_winners_give_one_pair_each(tech, t
     assert len(many) >= len(one) and {p["completion"] for p in one} <= {p["completion"] for p in many}
     for pair in many:
         assert pair["prompt"] in {p["prompt"] for p in one}
+
+
+def test_coupled_moves_scale_a_devices_w_and_l_together_and_read_back_as_a_fix(tech):
+    plain = single_moves(EXAMPLE_DESIGN, tech, FixConfig())
+    both = single_moves(EXAMPLE_DESIGN, tech, FixConfig(coupled=True))
+    assert both[:len(plain)] == plain
+    coupled = both[len(plain):]
+    assert coupled and len(coupled) <= 5 * len(FixConfig().factors)
+    start = EXAMPLE_DESIGN.to_dict()
+    for design in coupled:
+        changed = {k for k, v in design.to_dict().items() if not math.isclose(v, start[k])}
+        assert len(changed) == 2 and {k[0] for k in changed} == {"W", "L"} and len({k[1] for k in changed}) == 1
+        n = next(iter(changed))[1]
+        assert design.to_dict()[f"W{n}"] / design.to_dict()[f"L{n}"] == pytest.approx(start[f"W{n}"] / start[f"L{n}"])
+        assert not tech.out_of_bounds(design)
+        parsed = parse_fix(format_fix(EXAMPLE_DESIGN, design), EXAMPLE_DESIGN)
+        assert parsed.ok and parsed.design.to_dict() == pytest.approx(design.to_dict(), rel=1e-2)

@@ -49,6 +49,8 @@ class FixConfig:
     """Scales a single move applies to a size (R0, C0, L1..W5)."""
     volts: tuple[float, ...] = (-0.05, -0.02, 0.02, 0.05)
     """Shifts a single move applies to a bias (VIN, VB1), in volts."""
+    coupled: bool = False
+    """Also scale each device's W and L together by each factor (one move: the same W/L, more or less area)."""
     doubles_from: int = 8
     """When no single move meets the bounds: the pairs of this many best single moves are simulated."""
     improve_ratio: float = 0.7
@@ -127,7 +129,8 @@ class FixStats:
 
 
 def single_moves(design: Design, tech: Technology, config: FixConfig) -> list[Design]:
-    """Every single move of the move set that stays inside the technology's bounds."""
+    """Every single move of the move set that stays inside the technology's bounds (with `config.coupled`, then each
+    device's W and L scaled together, M1/M2 first)."""
     values = design.to_dict()
     out = []
     for key in DESIGN_KEYS:
@@ -137,6 +140,12 @@ def single_moves(design: Design, tech: Technology, config: FixConfig) -> list[De
             value = values[key] * step if VARIABLE_BY_KEY[key].log_scale else values[key] + step
             if low <= value <= high:
                 out.append(design.replace(**{key: value}))
+    if config.coupled:
+        for n in range(1, 6):
+            for factor in config.factors:
+                scaled = {key: values[key] * factor for key in (f"W{n}", f"L{n}")}
+                if all(tech.bounds[k][0] <= v <= tech.bounds[k][1] for k, v in scaled.items()):
+                    out.append(design.replace(**scaled))
     return out
 
 
@@ -340,6 +349,8 @@ def _rules(config: FixConfig) -> dict:
     rules = asdict(config)
     for key in ("targets", "chunk"):
         rules.pop(key)
+    if not rules["coupled"]:
+        rules.pop("coupled")  # as drawn before coupled moves existed: those caches stay valid
     return {k: list(v) if isinstance(v, tuple) else v for k, v in rules.items()}
 
 
