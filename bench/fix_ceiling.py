@@ -12,8 +12,9 @@ model that always picked the best single moves would reach, a ceiling for one-mo
 not the best sequence of moves); the gap from the trained model to it is the model's, the gap from it to 90 % is the
 move set's. `--factors`, `--volts` and `--coupled` give the oracle another move set (`FixConfig`'s fields: the
 scales of a size, the shifts of a bias, and each device's W and L scaled together), to measure what a richer set
-would reach before pairs are drawn and a model trained on it. With --compare, the paired McNemar test against that eval folder's `model-loop` and `retrieval-local`.
-Writes bench/results/fix-ceiling.json (fix-ceiling-bB-aA.json with another budget or answers).
+would reach before pairs are drawn and a model trained on it. With --compare, the paired McNemar test against that
+eval folder's `model-loop` and `retrieval-local`. Writes bench/results/fix-ceiling.json (fix-ceiling-bB-aA.json with
+another budget or answers; -fFvV, and c when coupled, with another move set).
 """
 from __future__ import annotations
 
