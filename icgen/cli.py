@@ -935,6 +935,9 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
 @click.option("--corners", default=None,
               help="Meet the specs at every corner of a set (all, nominal) or a comma-separated list of sets and "
                    "corners; each candidate is scored by its worst corner.")
+@click.option("--bias", type=click.Choice(BIASES), default=None,
+              help=f"With --corners: how VB1 follows a corner's supply: track-vdd keeps VDD - VB1, fixed holds VB1; "
+                   f"VIN never moves (default {CornerSizeConfig.bias}).")
 @click.option("--model-first", is_flag=True,
               help="Ask the model right after retrieval, before the surrogate steps (slower; measured no better).")
 @click.option("--seed", type=int, default=SizeConfig.seed, show_default=True)
@@ -957,7 +960,7 @@ def ask_command(start_file, tech, model_dir, data_dir, no_simulate, **spec_texts
               help="Lowest acceptable yield: the lower Wilson 95 % bound of the share of --mc samples meeting every "
                    "spec.")
 @_conditions_options
-def size_command(tech, model_dir, data_dir, samples, budget, corners, model_first, seed, objective, margin_text,
+def size_command(tech, model_dir, data_dir, samples, budget, corners, bias, model_first, seed, objective, margin_text,
                  pareto_n, pareto_plot, as_json, plot_path, subckt_path, mc_samples, min_yield, vdd_text, cl_text,
                  **spec_texts) -> None:
     """Size the op-amp for the given specs; every reported design is verified by simulation."""
@@ -982,6 +985,8 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
         target = YieldTarget(samples=MonteCarloConfig(samples=mc_samples, seed=seed),
                              **({"min_yield": min_yield} if min_yield is not None else {}))
         corners = corners or "nominal"
+    if bias is not None and corners is None:
+        raise UserError(f"--bias {bias} sets how VB1 follows a corner's supply; add --corners SET (such as all)")
     chosen = technology.corner_set(corners) if corners is not None else None
     budget = CornerSizeConfig().budget(budget, len(chosen)) if chosen else \
         (SizeConfig.budget if budget is None else budget)
@@ -1000,7 +1005,9 @@ def size_command(tech, model_dir, data_dir, samples, budget, corners, model_firs
     if chosen:
         from .sizing.corners import size_at_corners
 
-        found = size_at_corners(specs, technology, chosen, config, resources=resources, yield_target=target)
+        corner_config = CornerSizeConfig(**({"bias": bias} if bias is not None else {}))
+        found = size_at_corners(specs, technology, chosen, config, resources=resources, yield_target=target,
+                                corner_config=corner_config)
         result = found.result
     else:
         result = size(specs, technology, config, resources=resources)

@@ -204,6 +204,24 @@ def test_size_corners_prints_a_line_per_corner():
     assert "passed at all 9 corners" in out.output
 
 
+def test_size_bias_reaches_the_corner_loop_and_needs_corners(monkeypatch):
+    import icgen.sizing.corners as corners_module
+
+    seen = []
+
+    def capture(*args, corner_config, **kwargs):
+        seen.append(corner_config.bias)
+        raise KeyboardInterrupt  # stop before any simulation
+
+    monkeypatch.setattr(corners_module, "size_at_corners", capture)
+    args = ["size", "--gain", "40dB", "--model", "none", "--data", "none", "--corners", "all"]
+    CliRunner().invoke(main, args + ["--bias", "fixed"])
+    CliRunner().invoke(main, args)
+    assert seen == ["fixed", "track-vdd"]
+    out = CliRunner().invoke(main, ["size", "--gain", "40dB", "--model", "none", "--bias", "fixed"])
+    assert out.exit_code == 2 and "add --corners" in out.output and "Traceback" not in out.output
+
+
 def test_an_unknown_corner_set_is_bad_input():
     out = CliRunner().invoke(main, ["size", "--gain", "40dB", "--corners", "hot", "--model", "none"])
     assert out.exit_code == 2 and "neither a set nor a corner" in out.output
