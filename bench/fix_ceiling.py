@@ -14,7 +14,8 @@ move set's. `--factors`, `--volts` and `--coupled` give the oracle another move 
 scales of a size, the shifts of a bias, and each device's W and L scaled together), to measure what a richer set
 would reach before pairs are drawn and a model trained on it. With --compare, the paired McNemar test against that
 eval folder's `model-loop` and `retrieval-local`. Writes bench/results/fix-ceiling.json (fix-ceiling-bB-aA.json with
-another budget or answers; -fFvV, and c when coupled, with another move set).
+another budget or answers; -fFvV, and c when coupled, with another move set; -dN with --doubles N: two-move answers
+too, the pairs of the N best single moves).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from itertools import combinations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +40,7 @@ from icgen.eval.config import EvalConfig  # noqa: E402
 from icgen.eval.methods import Context, model_loop  # noqa: E402
 from icgen.eval.paired import compare_paired  # noqa: E402
 from icgen.eval.targets import heldout_targets  # noqa: E402
-from icgen.llm.fixes import FixConfig, single_moves  # noqa: E402
+from icgen.llm.fixes import FixConfig, combine, single_moves  # noqa: E402
 from icgen.sim.backends import ngspice_version  # noqa: E402
 from icgen.sim.simulate import SimConfig, SimulatorPool  # noqa: E402
 from icgen.sizing.loop import Proposal, default_rank  # noqa: E402
@@ -48,13 +50,20 @@ class OracleMoves:
     """A Proposer that simulates every single move from the best candidate and answers the best-ranked unanswered
     ones; `probes` counts its own simulations (outside the loop's budget)."""
 
-    def __init__(self, tech, pool, moves: FixConfig = FixConfig()) -> None:
-        self.tech, self.pool, self.moves = tech, pool, moves
+    def __init__(self, tech, pool, moves: FixConfig = FixConfig(), doubles: int = 0) -> None:
+        self.tech, self.pool, self.moves, self.doubles = tech, pool, moves, doubles
         self.answered: set[tuple] = set()
         self.probes = 0
 
     def reset(self) -> None:
         self.answered = set()
+
+    def _simulate(self, designs, sim) -> list:
+        results = [None] * len(designs)
+        for index, result in self.pool.map(designs, sim):
+            results[index] = result
+        self.probes += len(designs)
+        return results
 
     def propose(self, specs, best, reference, samples, config):
         if best is None:
@@ -64,10 +73,13 @@ class OracleMoves:
         if not moves:
             return None
         sim = SimConfig(tech=self.tech, benches=specs.benches(), estimates=specs.needs_estimates())
-        results = [None] * len(moves)
-        for index, result in self.pool.map(moves, sim):
-            results[index] = result
-        self.probes += len(moves)
+        results = self._simulate(moves, sim)
+        if self.doubles >= 2:  # two-move answers: the pairs of the best singles on different variables
+            start = best.result.design
+            order = sorted(range(len(moves)), key=lambda i: default_rank(results[i], specs))[:self.doubles]
+            pairs = [c for a, b in combinations(order, 2) if (c := combine(start, moves[a], moves[b])) is not None
+                     and tuple(c.to_dict().values()) not in self.answered and not self.tech.out_of_bounds(c)]
+            moves, results = moves + pairs, results + self._simulate(pairs, sim)
         ranked = sorted(range(len(moves)), key=lambda i: default_rank(results[i], specs))[:samples]
         chosen = [moves[i] for i in ranked]
         self.answered.update(tuple(m.to_dict().values()) for m in chosen)
@@ -88,6 +100,8 @@ def main() -> None:
     parser.add_argument("--factors", default=None, help="Scales of a size move, comma-separated (default: FixConfig's).")
     parser.add_argument("--volts", default=None, help="Shifts of a bias move in volts, comma-separated.")
     parser.add_argument("--coupled", action="store_true", help="Also scale each device's W and L together.")
+    parser.add_argument("--doubles", type=int, default=0, help="Also answer two-move fixes: the pairs of the N "
+                                                                 "best single moves (0: single moves only).")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     default = FixConfig()
@@ -104,7 +118,7 @@ def main() -> None:
     targets = heldout_targets(data, config)
     rows = []
     with SimulatorPool() as pool:
-        oracle = OracleMoves(tech, pool, moves)
+        oracle = OracleMoves(tech, pool, moves, args.doubles)
         ctx = Context(tech, pool, train, config, proposer=oracle)
         for i, target in enumerate(targets):
             oracle.reset()
@@ -120,7 +134,8 @@ def main() -> None:
                "met_share": met / len(rows) if rows else None, "budget": args.budget, "answers_per_round": args.answers,
                "by_source": {s: sum(r["met"] and r["source"] == s for r in rows) for s in {r["source"] for r in rows}},
                "oracle_probes": sum(r["oracle_probes"] for r in rows),
-               "moves": {"factors": list(moves.factors), "volts": list(moves.volts), "coupled": moves.coupled}}
+               "moves": {"factors": list(moves.factors), "volts": list(moves.volts), "coupled": moves.coupled},
+               "doubles_from": args.doubles}
     compare = Path(args.compare) / "outcomes.jsonl"
     if compare.exists():
         records = [json.loads(line) for line in compare.read_text().splitlines() if line.strip()]
@@ -139,6 +154,8 @@ def main() -> None:
     suffix = "" if (args.budget, args.answers) == (20, EvalConfig.loop_samples) else f"-b{args.budget}-a{args.answers}"
     if moves != default:
         suffix += f"-f{len(moves.factors)}v{len(moves.volts)}" + ("c" if moves.coupled else "")
+    if args.doubles >= 2:
+        suffix += f"-d{args.doubles}"
     path = write_result(args.out, f"fix-ceiling{suffix}", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
     print(f"wrote {path}")

@@ -228,3 +228,9 @@ def test_coupled_moves_scale_a_devices_w_and_l_together_and_read_back_as_a_fix(t
         assert not tech.out_of_bounds(design)
         parsed = parse_fix(format_fix(EXAMPLE_DESIGN, design), EXAMPLE_DESIGN)
         assert parsed.ok and parsed.design.to_dict() == pytest.approx(design.to_dict(), rel=1e-2)
+    from icgen.llm.fixes import combine
+
+    pair = EXAMPLE_DESIGN.replace(W1=EXAMPLE_DESIGN.W1 * 1.4, L1=EXAMPLE_DESIGN.L1 * 1.4)
+    assert combine(EXAMPLE_DESIGN, pair, EXAMPLE_DESIGN.replace(W1=EXAMPLE_DESIGN.W1 * 2)) is None  # W1 twice
+    both = combine(EXAMPLE_DESIGN, pair, EXAMPLE_DESIGN.replace(W2=EXAMPLE_DESIGN.W2 * 2))
+    assert (both.W1, both.L1, both.W2) == (pair.W1, pair.L1, EXAMPLE_DESIGN.W2 * 2)

@@ -149,13 +149,18 @@ def single_moves(design: Design, tech: Technology, config: FixConfig) -> list[De
     return out
 
 
-def _changed(start: Design, design: Design) -> str:
+def _changed(start: Design, design: Design) -> tuple[str, ...]:
+    """The variables a move changes (one, or a device's W and L for a coupled move)."""
     a, b = start.to_dict(), design.to_dict()
-    return next(k for k in DESIGN_KEYS if a[k] != b[k])
+    return tuple(k for k in DESIGN_KEYS if a[k] != b[k])
 
 
-def _combine(start: Design, first: Design, second: Design) -> Design:
-    return first.replace(**{_changed(start, second): getattr(second, _changed(start, second))})
+def combine(start: Design, first: Design, second: Design) -> Design | None:
+    """Both moves applied to `start`; None when they change a variable in common."""
+    keys = _changed(start, second)
+    if set(keys) & set(_changed(start, first)):
+        return None
+    return first.replace(**{k: getattr(second, k) for k in keys})
 
 
 def _bounds(row: pd.Series, rng: np.random.Generator, drop_share: float) -> tuple[Specs, list[str]]:
@@ -237,7 +242,7 @@ class FixDrawer:
                         keys.add(key)
                     if len(chosen) == config.doubles_from:
                         break
-                combos = [_combine(start_design, a, b) for a, b in combinations(chosen, 2)]
+                combos = [c for a, b in combinations(chosen, 2) if (c := combine(start_design, a, b)) is not None]
                 doubles.append((record, combos))
         flat = [d for _, combos in doubles for d in combos]
         results = iter(self.simulate(flat))
