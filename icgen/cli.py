@@ -506,13 +506,17 @@ def data_export(fmt, split, kind, data_dir, out_file, tokens) -> None:
 @click.option("--targets", "n_targets", type=click.IntRange(min=1), default=None,
               help="Draw for the first N targets of the split's seeded shuffle (default: all).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
+@click.option("--moves", "moves_name", default="base", show_default=True,
+              help="Move rules (icgen.llm.fixes.MOVE_SETS): base, or fine (finer steps, coupled W/L moves, paths of "
+                   "up to 4 pairs from each start).")
+def data_fixes(split, kind, data_dir, n_targets, seed, moves_name) -> None:
     """Draw fix-format pairs by simulation: every single move (and pairs of the best) around each retrieved start;
     cached in DATA/pairs/ and resumable (icgen.llm.fixes)."""
     from tqdm import tqdm
 
-    from .llm.fixes import FixConfig, fix_pairs
+    from .llm.fixes import fix_pairs, move_set
 
+    rules = move_set(moves_name, targets=n_targets)
     dataset = _dataset(data_dir)
     bar = tqdm(unit="target", desc=f"fix pairs {split}", dynamic_ncols=True, disable=None)
 
@@ -521,7 +525,7 @@ def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
         bar.refresh()
 
     try:
-        pairs, stats = fix_pairs(dataset, split, kind, seed, FixConfig(targets=n_targets), progress=progress)
+        pairs, stats = fix_pairs(dataset, split, kind, seed, rules, progress=progress)
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"\ninterrupted: the targets drawn are kept in {dataset.folder / 'pairs'}; run the same command "
@@ -531,7 +535,9 @@ def data_fixes(split, kind, data_dir, n_targets, seed) -> None:
     s = stats.to_dict()
     click.echo(f"{len(pairs)} fix pairs from {s['targets']} targets: {s['start_meets']} starts already met "
                f"({s['keep_pairs']} kept as keep), misses fixed by one move {s['single']}, by two {s['double']}, "
-               f"improved {s['improves']}, unfixed {s['unfixed']}; {s['simulations']} simulations")
+               f"improved {s['improves']}, unfixed {s['unfixed']}"
+               + (f"; paths: {s['path_pairs']} later pairs, {s['path_met']} ending in a move that meets"
+                  if rules.depth > 1 else "") + f"; {s['simulations']} simulations")
 
 
 @data.command("preferences")
@@ -748,7 +754,8 @@ def train_command(config_path, overrides, quant, resume, stage, from_run) -> Non
         click.echo(f"\ninterrupted: checkpoints are in {config.out}; run again with --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     click.echo(f"{config.out}: {metrics['steps']} steps, validation loss {metrics['base_validation_loss']:.4f} "
-               f"(untuned base) -> {metrics['best_validation_loss']:.4f}; {metrics['wall_s'] / 60:.1f} min")
+               f"({'init adapter' if config.init_adapter else 'untuned base'}) -> "
+               f"{metrics['best_validation_loss']:.4f}; {metrics['wall_s'] / 60:.1f} min")
 
 
 @main.command("merge")
@@ -803,7 +810,10 @@ def _model_dir(model_dir: str) -> str | None:
                    "the design they came from) or from its nominal ones.")
 @click.option("--samples", type=int, default=EvalConfig.samples, show_default=True, help="N of best-of-N.")
 @click.option("--loop-samples", type=int, default=EvalConfig.loop_samples, show_default=True,
-              help="Model answers per round in the model-loop: the greedy one and N-1 sampled.")
+              help="Model answers per round in the model-loop: the greedy one and N-1 sampled (N sampled when the "
+                   "best candidate has not changed).")
+@click.option("--loop-patience", type=int, default=EvalConfig.loop_patience, show_default=True,
+              help="The model-loop stops after this many rounds in a row that bring no new design.")
 @click.option("--methods", default=",".join(EvalConfig.methods), show_default=True)
 @click.option("--no-hand", is_flag=True, help="Leave out the hand-written targets.")
 @click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=EvalConfig.objective, show_default=True,
@@ -821,8 +831,9 @@ def _model_dir(model_dir: str) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/eval", show_default=True)
 @click.option("--update-card", is_flag=True, help="Write the summary into the model folder's README.md.")
 @_scheduler_option
-def eval_command(split, split_kind, n_targets, budget, corners, corner_targets, samples, loop_samples, methods, no_hand,
-                 objective, drop, targets_file, model_dir, data_dir, tech, seed, out_dir, update_card, scheduler) -> None:
+def eval_command(split, split_kind, n_targets, budget, corners, corner_targets, samples, loop_samples, loop_patience,
+                 methods, no_hand, objective, drop, targets_file, model_dir, data_dir, tech, seed, out_dir, update_card,
+                 scheduler) -> None:
     """Compare the model, the sizing loop and baselines on held-out targets under one simulation budget.
 
     Writes OUT/report.md, eval.png, summary.csv, outcomes.csv/jsonl and meta.json; re-running with the same
@@ -835,7 +846,7 @@ def eval_command(split, split_kind, n_targets, budget, corners, corner_targets, 
 
     dropped = tuple(SPEC_KEY_BY_NAME.get(d.strip(), d.strip()) for d in drop.split(",") if d.strip())
     config = EvalConfig(split=split, split_kind=split_kind, n=n_targets, budget=budget, samples=samples, seed=seed,
-                        loop_samples=loop_samples, objective=objective, drop=dropped,
+                        loop_samples=loop_samples, loop_patience=loop_patience, objective=objective, drop=dropped,
                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hand=not no_hand,
                         targets=targets_file, corners=corners, corner_targets=corner_targets)
     _require_model_technology(_model_dir(model_dir), _tech(tech, None), tech)

@@ -3,6 +3,7 @@ pairs are drawn by simulation (pinned with the fake pool: a start that meets is 
 meets, no held-out design enters training, an interrupted draw resumes to the same pairs)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -187,8 +188,12 @@ def test_the_model_step_asks_greedy_first_then_samples_and_reads_fixes_against_t
     assert calls[0][3] == fix_prompt(specs, START)
     assert proposal.designs[0] == EXAMPLE_DESIGN.replace(W1=30e-6)
     assert proposal.designs[1] == EXAMPLE_DESIGN.replace(C0=0.5e-12)
-    proposer.propose(specs, best, None, 3, SizeConfig())
-    assert calls[3][2] != calls[1][2]  # each round's samples get their own seed
+    proposer.propose(specs, best, None, 3, SizeConfig())  # the same best again: its greedy answer is known
+    assert [(n, t > 0) for n, t, _, _ in calls[2:]] == [(3, True)]
+    assert calls[2][2] != calls[1][2]  # each round's samples get their own seed
+    moved = Candidate("model", dataclasses.replace(best.result, design=EXAMPLE_DESIGN.replace(W1=30e-6)), 0.5)
+    proposer.propose(specs, moved, None, 3, SizeConfig())  # a new best: greedy first again
+    assert [(n, t > 0) for n, t, _, _ in calls[3:]] == [(1, False), (2, True)]
 
 
 def test_every_simulated_move_is_recorded_and_winners_give_one_pair_each(tech, tmp_path):
@@ -234,3 +239,38 @@ def test_coupled_moves_scale_a_devices_w_and_l_together_and_read_back_as_a_fix(t
     assert combine(EXAMPLE_DESIGN, pair, EXAMPLE_DESIGN.replace(W1=EXAMPLE_DESIGN.W1 * 2)) is None  # W1 twice
     both = combine(EXAMPLE_DESIGN, pair, EXAMPLE_DESIGN.replace(W2=EXAMPLE_DESIGN.W2 * 2))
     assert (both.W1, both.L1, both.W2) == (pair.W1, pair.L1, EXAMPLE_DESIGN.W2 * 2)
+
+
+def test_a_path_continues_from_the_moved_design_until_a_move_meets(tech, tmp_path):
+    # wants 52 dB (51 relaxed) from 40 dB: one W1 move reaches 46 dB at most, so depth 1 stops at an improving
+    # W1*2; depth 3 takes a second step from the moved design (W1 = 30 um, 46 dB) whose W1*2 meets
+    train = _table([EXAMPLE_DESIGN])
+    far = EXAMPLE_DESIGN.replace(W1=15e-6 * 10 ** (12 / 20))
+    target = pd.DataFrame([{"index": 7, **far.to_dict(), **fake_metrics(far).to_dict(), "working": True}])
+    one = FixConfig(keep_share=1.0, drop_share=0.0, doubles_from=0)
+    record = FixDrawer(train, tech, FakePool(), one).draw_chunk(target)[0]
+    assert "path" not in record and record["simulations"] == len(single_moves(EXAMPLE_DESIGN, tech, one))
+    deep = dataclasses.replace(one, depth=3)
+    record = FixDrawer(train, tech, FakePool(), deep).draw_chunk(target)[0]
+    moved = EXAMPLE_DESIGN.replace(W1=30e-6)
+    assert record["kind"] == "improves" and record["pair"]["completion"] == "W1*2"
+    assert [step["kind"] for step in record["path"]] == ["met"] and record["path_end"] == "met"
+    step = record["path"][0]
+    assert step["prompt"] == fix_prompt(Specs(**record["specs"]), (moved, fake_metrics(moved)))
+    assert shortfall(fake_metrics(parse_fix(step["completion"], moved).design), Specs(**record["specs"])) == 0.0
+    assert record["simulations"] == len(single_moves(EXAMPLE_DESIGN, tech, deep)) + \
+        len(single_moves(moved, tech, deep))
+
+
+def test_move_sets_are_named_drawn_to_their_own_cache_and_an_unknown_one_is_refused(tmp_path):
+    from icgen.core.errors import ConfigError
+    from icgen.llm.fixes import MOVE_SETS, cache_path, move_set
+
+    assert move_set("base") == FixConfig() and move_set("fine", targets=5).targets == 5
+    fine = MOVE_SETS["fine"]
+    assert fine.coupled and fine.depth > 1 and set(FixConfig().factors) < set(fine.factors)
+    assert cache_path(tmp_path, "train", "heldout", 0).name == "fix-train-heldout-seed0.jsonl"
+    assert cache_path(tmp_path, "train", "heldout", 0, move_set("fine", targets=9)).name == \
+        "fix-fine-train-heldout-seed0.jsonl"
+    with pytest.raises(ConfigError, match="unknown fix move set 'wide'; choose from base, fine"):
+        move_set("wide")

@@ -169,6 +169,31 @@ def test_the_model_step_is_shown_the_best_candidate_so_far(tech):
     assert result.simulations == 2
 
 
+class RoundsProposer:
+    """A model step that answers round by round from a script (one list of designs a round)."""
+
+    def __init__(self, rounds: list[list[Design]]) -> None:
+        self.rounds, self.asked = rounds, 0
+
+    def propose(self, specs, best, reference, samples, config):
+        designs = self.rounds[min(self.asked, len(self.rounds) - 1)]
+        self.asked += 1
+        return Proposal(texts=["fake"] * len(designs), designs=designs, invalid=0)
+
+
+def test_the_model_step_stops_after_patience_rounds_in_a_row_with_nothing_new(tech):
+    # round 1 new, round 2 a repeat, round 3 new, then repeats only
+    new1, new2 = EXAMPLE_DESIGN.replace(W1=20e-6), EXAMPLE_DESIGN.replace(W1=25e-6)
+    script = [[new1], [new1], [new2], [new2]]
+    for patience, asked, simulated in ((1, 2, 1), (2, 5, 2), (3, 6, 2)):
+        proposer = RoundsProposer(script)
+        config = SizeConfig(budget=20, steps=("model",), model_rounds=10, model_patience=patience)
+        result = size(Specs(gain_db=90), tech, config, FakePool(), proposer=proposer)
+        assert (proposer.asked, result.simulations) == (asked, simulated), patience
+    with pytest.raises(ValueError, match="--model-patience 0 must be"):
+        SizeConfig(model_patience=0)
+
+
 def test_unknown_or_repeated_steps_are_refused():
     with pytest.raises(ValueError, match="steps"):
         SizeConfig(steps=("retrieval", "magic"))

@@ -171,3 +171,17 @@ def test_edit_pairs_train_on_a_tiny_model(tiny_base, tmp_path):
     metrics = train(tiny_config(tiny_base, tmp_path / "run", format="edit", max_steps=2, eval_steps=2,
                                 max_length=400))
     assert metrics["format"] == "edit" and metrics["train_pairs"] == 32
+
+
+def test_a_run_can_start_from_another_runs_adapter_of_the_same_shape(tiny_base, tmp_path):
+    first = train(tiny_config(tiny_base, tmp_path / "first", max_steps=16, eval_steps=8))
+    # a learning rate too small to move anything: the second run's first validation is the first run's model
+    second = train(tiny_config(tiny_base, tmp_path / "second", max_steps=1, eval_steps=1, learning_rate=1e-9,
+                               init_adapter=str(tmp_path / "first")))
+    assert second["base_validation_loss"] == pytest.approx(first["best_validation_loss"], rel=1e-3)
+    assert second["base_validation_loss"] < first["base_validation_loss"] - 0.5
+    with pytest.raises(ConfigError, match="another LoRA shape: r 8 \\(this config: 4\\)"):
+        train(tiny_config(tiny_base, tmp_path / "third", max_steps=1, lora_rank=4,
+                          init_adapter=str(tmp_path / "first")))
+    with pytest.raises(ConfigError, match="no adapter_model.safetensors"):
+        train(tiny_config(tiny_base, tmp_path / "fourth", max_steps=1, init_adapter=str(tmp_path)))

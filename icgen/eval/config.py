@@ -49,8 +49,10 @@ class EvalConfig:
     samples: int = 6
     """N of best-of-N. The loop uses `icgen size`'s own default (SizeConfig.samples)."""
     loop_samples: int = 4
-    """Model answers per round in the model-loop: the greedy one and loop_samples - 1 sampled (a greedy-only round
-    repeats itself once the best candidate stops changing)."""
+    """Model answers per round in the model-loop: the greedy one and loop_samples - 1 sampled; loop_samples sampled
+    when the best candidate shown has not changed since the last round (its greedy answer would repeat)."""
+    loop_patience: int = 3
+    """The model-loop stops after this many rounds in a row that bring no new design (SizeConfig.model_patience)."""
     seed: int = 0
     """Seed of the target draw and of every method."""
     tolerance: Tolerance = field(default_factory=Tolerance)
@@ -88,9 +90,10 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         if unknown:
             raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
-        if self.n < 0 or self.samples < 1 or self.seed < 0 or self.loop_samples < 1 or \
+        if self.n < 0 or self.samples < 1 or self.seed < 0 or self.loop_samples < 1 or self.loop_patience < 1 or \
                 (self.budget is not None and self.budget < 1):
-            raise ConfigError("{n} and {seed} must be >= 0, {budget}, {samples} and {loop_samples} >= 1")
+            raise ConfigError("{n} and {seed} must be >= 0, {budget}, {samples}, {loop_samples} and {loop_patience} "
+                              ">= 1")
         if self.budget is not None and self.budget > MAX_BUDGET:
             raise ConfigError(f"{{budget}} {self.budget} is above the ceiling of {MAX_BUDGET} simulations per target")
         if self.budget is not None and self.samples > self.budget:

@@ -406,11 +406,12 @@ def retrieval_local(target: Target, ctx: Context, seed: int) -> Outcome:
 
 def model_loop(target: Target, ctx: Context, seed: int) -> Outcome:
     """The loop's retrieval, then only the model (its greedy answer and `loop_samples - 1` sampled ones a round,
-    shown the best so far) until the budget is spent or a round brings nothing new; no surrogate, no refinement,
-    no local search."""
+    shown the best so far; all sampled when the best has not changed) until the budget is spent or `loop_patience`
+    rounds in a row bring nothing new; no surrogate, no refinement, no local search."""
     budget = ctx.config.budget
     config = SizeConfig(steps=("retrieval", "model"), samples=ctx.config.loop_samples, model_rounds=budget,
-                        budget=budget, seed=seed, objective=ctx.config.objective)
+                        model_patience=ctx.config.loop_patience, budget=budget, seed=seed,
+                        objective=ctx.config.objective)
     return _sized("model-loop", target, ctx, config)
 
 

@@ -110,14 +110,16 @@ def draw_edits(targets: pd.DataFrame, train: pd.DataFrame, fmt: str = "edit", pe
 
 
 def dataset_pairs(data, fmt: str, split: str, kind: str = "heldout", seed: int = 0,
-                  per_target: int = 1, fix_targets: int | None = None, fix_winners: int = 1) -> list[dict]:
+                  per_target: int = 1, fix_targets: int | None = None, fix_winners: int = 1,
+                  fix_moves: str = "base") -> list[dict]:
     """A split's pairs in any format: the fix format simulates moves around retrieved starts (`icgen.llm.fixes`,
-    cached in the dataset folder; `fix_targets` limits the targets drawn for), edit formats draw starts from the
-    training split (`draw_edits`), the others write one pair per working row (`icgen.llm.pairs.export_pairs`)."""
+    cached in the dataset folder; `fix_targets` limits the targets drawn for, `fix_moves` names the move rules),
+    edit formats draw starts from the training split (`draw_edits`), the others write one pair per working row
+    (`icgen.llm.pairs.export_pairs`)."""
     if pair_format(fmt).simulated_pairs:
-        from .fixes import FixConfig, fix_pairs
+        from .fixes import fix_pairs, move_set
 
-        return fix_pairs(data, split, kind, seed, FixConfig(targets=fix_targets), winners=fix_winners)[0]
+        return fix_pairs(data, split, kind, seed, move_set(fix_moves, targets=fix_targets), winners=fix_winners)[0]
     if pair_format(fmt).needs_start:
         return draw_edits(data.rows(split, kind), data.rows("train", kind), fmt, per_target, seed)[0]
     return export_pairs(data, fmt, split, kind)

@@ -11,7 +11,13 @@ How a pair is drawn (`draw_fixes`), for each target design B of a split (a seede
   that meet the bounds win, the fewest moves first, then the largest worst margin. When no single move meets, the
   pairs of the `doubles_from` best single moves (on different variables) are simulated too. When nothing meets,
   the move that cuts the shortfall most is the completion if it cuts it to `improve_ratio` or less (a step the
-  model-loop can build on); otherwise the target gives no pair.
+  model-loop can build on); otherwise the target gives no pair;
+- with `depth` > 1, such an improving move starts a path: the moved design, with its simulated metrics, is the next
+  pair's start (as the model-loop shows the model its best candidate so far), and so on until a move meets the
+  bounds, none improves, or `depth` pairs are drawn. This distils the greedy oracle of `bench/fix_ceiling.py` (one
+  answer a round) into pairs, the intermediate starts included.
+
+Move sets are named in `MOVE_SETS` (`icgen data fixes --moves NAME`, the training config's `fix_moves`).
 
 No validation or test design enters training: training pairs take B and A from the training split, validation pairs
 B from validation and A from training. Pairs are cached in the dataset folder (`DATA/pairs/`, one JSON line per
@@ -51,6 +57,8 @@ class FixConfig:
     """Shifts a single move applies to a bias (VIN, VB1), in volts."""
     coupled: bool = False
     """Also scale each device's W and L together by each factor (one move: the same W/L, more or less area)."""
+    depth: int = 1
+    """Most pairs a miss gives along its path (1: the first move only; see the module docstring)."""
     doubles_from: int = 8
     """When no single move meets the bounds: the pairs of this many best single moves are simulated."""
     improve_ratio: float = 0.7
@@ -73,8 +81,8 @@ class FixConfig:
 
         checks = [(all(f > 0 and f != 1 for f in self.factors), "fix factors must be positive and not 1"),
                   (all(v != 0 for v in self.volts), "fix volts must not be 0"),
-                  (self.doubles_from >= 0 and self.retrieved >= 1 and self.chunk >= 1,
-                   "doubles_from >= 0, retrieved >= 1 and chunk >= 1"),
+                  (self.doubles_from >= 0 and self.retrieved >= 1 and self.chunk >= 1 and self.depth >= 1,
+                   "doubles_from >= 0, retrieved >= 1, chunk >= 1 and depth >= 1"),
                   (0 < self.improve_ratio <= 1, "improve_ratio must be in (0, 1]"),
                   (all(0 <= x <= 1 for x in (self.first_share, self.keep_share, self.drop_share)),
                    "first_share, keep_share and drop_share must be in [0, 1]"),
@@ -82,6 +90,27 @@ class FixConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
+MOVE_SETS: dict[str, FixConfig] = {
+    "base": FixConfig(),
+    "fine": FixConfig(factors=(0.5, 0.7, 0.85, 1.2, 1.4, 2.0), volts=(-0.05, -0.02, -0.01, 0.01, 0.02, 0.05),
+                      coupled=True, doubles_from=0, improve_ratio=0.9, depth=4),
+}
+"""Named move rules: `base`, the first fix model's single moves (and pairs of them); `fine`, finer factors and
+volts, coupled W/L moves and paths of up to 4 pairs: the move set whose greedy oracle reached 92.5 % of the held-out
+targets at budget 20 (bench/results/fix-ceiling-b20-a1-f6v6c.json)."""
+
+
+def move_set(name: str, **overrides) -> FixConfig:
+    """The named move rules, with `overrides` (e.g. targets=N) applied."""
+    from dataclasses import replace
+
+    from ..core.errors import ConfigError
+
+    if name not in MOVE_SETS:
+        raise ConfigError(f"unknown fix move set {name!r}; choose from {', '.join(MOVE_SETS)}")
+    return replace(MOVE_SETS[name], **overrides)
 
 
 @dataclass
@@ -100,6 +129,10 @@ class FixStats:
     """Misses no move fixed, with a move that cuts the shortfall (the completion)."""
     unfixed: int = 0
     """Misses with neither: no pair."""
+    path_pairs: int = 0
+    """Pairs after a path's first (depth > 1): starts that are earlier moves' designs."""
+    path_met: int = 0
+    """Misses whose path ended in a move that meets the bounds."""
     dropped_bounds: int = 0
     """Targets with some bounds dropped."""
     simulations: int = 0
@@ -124,6 +157,8 @@ class FixStats:
         self.unfixed += kind == "unfixed"
         self.dropped_bounds += bool(record["dropped"])
         self.simulations += record["simulations"]
+        self.path_pairs += len(record.get("path", []))
+        self.path_met += record.get("path_end") == "met"
         if record.get("meeting"):
             self.moves_meeting.append(record["meeting"])
 
@@ -250,11 +285,47 @@ class FixDrawer:
             double = [(d, next(results)) for d in combos]
             record["simulations"] += len(double)
             record["tried_double"] = double
+        paths = []
         for record, specs, start_design, start_metrics, _ in misses:
-            self._choose(record, specs, start_design, start_metrics)
+            moved = self._choose(record, specs, start_design, start_metrics)
+            if config.depth > 1:
+                record["path"], record["path_end"] = [], "met" if record["kind"] in ("single", "double") else "stuck"
+                if moved is not None:
+                    paths.append((record, specs, *moved))
+        self._follow(paths)
         return records
 
-    def _choose(self, record: dict, specs: Specs, start_design: Design, start_metrics) -> None:
+    def _follow(self, paths: list[tuple]) -> None:
+        """Continue each improving first move (record, specs, moved design, its result) for up to `depth - 1` more
+        pairs, each from the last move's design with its simulated metrics; all paths of a chunk step together."""
+        for _ in range(self.config.depth - 1):
+            if not paths:
+                return
+            moves = [single_moves(design, self.tech, self.config) for _, _, design, _ in paths]
+            results = iter(self.simulate([d for ms in moves for d in ms]))
+            going = []
+            for (record, specs, design, result), candidates in zip(paths, moves):
+                tried = [(d, next(results)) for d in candidates]
+                record["simulations"] += len(tried)
+                meeting = sorted(((d, r) for d, r in tried if result_shortfall(r, specs) == 0.0),
+                                 key=lambda t: rank_key(t[1], specs, t[1].status, True))
+                if meeting:
+                    record["path"].append({**self._pair(specs, design, result.metrics, meeting[0][0]), "kind": "met"})
+                    record["path_end"] = "met"
+                    continue
+                best_design, best = min(tried, key=lambda t: result_shortfall(t[1], specs), default=(None, None))
+                if best is not None and \
+                        result_shortfall(best, specs) <= self.config.improve_ratio * result_shortfall(result, specs):
+                    record["path"].append({**self._pair(specs, design, result.metrics, best_design),
+                                           "kind": "improves"})
+                    record["path_end"] = "depth"
+                    going.append((record, specs, best_design, best))
+                else:
+                    record["path_end"] = "stuck"
+            paths = going
+
+    def _choose(self, record: dict, specs: Specs, start_design: Design, start_metrics) -> tuple | None:
+        """Record the first pair of a miss; returns (design, result) of an improving move that did not meet."""
         single, double = record.pop("tried"), record.pop("tried_double", [])
         # every simulated move's shortfall, and the moves that meet (fewest moves, then largest worst margin, first):
         # enough to rebuild the pairs with several winning moves per miss (`fix_pairs(winners=)`) without simulating
@@ -266,24 +337,32 @@ class FixDrawer:
                 record.update(kind=kind, meeting=len(meeting),
                               winners=[format_fix(start_design, d) for d, _ in meeting],
                               pair=self._pair(specs, start_design, start_metrics, meeting[0][0]))
-                return
+                return None
         every = single + double
+        if not every:  # every move leaves the technology's bounds
+            record["kind"] = "unfixed"
+            return None
         best_design, best = min(every, key=lambda t: result_shortfall(t[1], specs))
         if result_shortfall(best, specs) <= self.config.improve_ratio * record["start_shortfall"]:
             record.update(kind="improves", shortfall=result_shortfall(best, specs),
                           pair=self._pair(specs, start_design, start_metrics, best_design))
-        else:
-            record["kind"] = "unfixed"
+            return best_design, best
+        record["kind"] = "unfixed"
+        return None
 
     @staticmethod
     def _pair(specs: Specs, start: Design, metrics, design: Design) -> dict:
         return {"prompt": fix_prompt(specs, (start, metrics)), "completion": format_fix(start, design)}
 
 
-def cache_path(folder: Path, split: str, kind: str, seed: int) -> Path:
-    """One file per split, split kind and seed: records in the order of the seeded shuffle of the split's targets,
-    so a larger `targets` extends an earlier draw and a smaller one reads its first records."""
-    return folder / f"fix-{split}-{kind}-seed{seed}.jsonl"
+def cache_path(folder: Path, split: str, kind: str, seed: int, config: FixConfig = FixConfig()) -> Path:
+    """One file per move set, split, split kind and seed: records in the order of the seeded shuffle of the split's
+    targets, so a larger `targets` extends an earlier draw and a smaller one reads its first records. The `base`
+    set (and rules no set names) keeps the name drawn before move sets had names."""
+    rules = _rules(config)
+    name = next((n for n, c in MOVE_SETS.items() if _rules(c) == rules), "base")
+    return folder / (f"fix-{split}-{kind}-seed{seed}.jsonl" if name == "base" else
+                     f"fix-{name}-{split}-{kind}-seed{seed}.jsonl")
 
 
 def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, config: FixConfig = FixConfig(),
@@ -299,7 +378,7 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
     give their one pair), so the model learns which moves work rather than one arbitrary winner."""
     from ..core.tech import load_technology
 
-    path = cache_path(Path(folder) if folder else data.folder / PAIRS_DIR, split, kind, seed)
+    path = cache_path(Path(folder) if folder else data.folder / PAIRS_DIR, split, kind, seed, config)
     rules = _rules(config)
     if path.with_suffix(".json").is_file():
         earlier = json.loads(path.with_suffix(".json").read_text()).get("rules")
@@ -347,6 +426,9 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
         for completion in completions:
             pairs.append({"prompt": record["pair"]["prompt"], "completion": completion, "index": record["index"],
                           "start_index": record["start_index"], "kind": record["kind"]})
+        for step in record.get("path", []):  # later pairs of the path: starts that are earlier moves' designs
+            pairs.append({"prompt": step["prompt"], "completion": step["completion"], "index": record["index"],
+                          "start_index": record["start_index"], "kind": "path-" + step["kind"]})
     return pairs, stats
 
 
@@ -354,8 +436,9 @@ def _rules(config: FixConfig) -> dict:
     rules = asdict(config)
     for key in ("targets", "chunk"):
         rules.pop(key)
-    if not rules["coupled"]:
-        rules.pop("coupled")  # as drawn before coupled moves existed: those caches stay valid
+    for key, default in (("coupled", False), ("depth", 1)):
+        if rules[key] == default:
+            rules.pop(key)  # as drawn before these rules existed: those caches stay valid
     return {k: list(v) if isinstance(v, tuple) else v for k, v in rules.items()}
 
 

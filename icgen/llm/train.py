@@ -53,6 +53,11 @@ class TrainConfig:
     fix_winners: int = 1
     """Fix format only: a training miss that several moves fix gives a pair for each of its best N (1: the best;
     needs a draw that recorded its moves)."""
+    fix_moves: str = "base"
+    """Fix format only: the move rules pairs are drawn under (icgen.llm.fixes.MOVE_SETS: base or fine)."""
+    init_adapter: str | None = None
+    """Start from this run folder's (or adapter folder's) LoRA weights instead of fresh ones: continue a trained
+    model on new pairs. Its rank, alpha, layers and modules must match this config's."""
     split_kind: str = "heldout"
     """Which split to train and validate on: heldout or random."""
     train_subset: int | None = None
@@ -126,6 +131,7 @@ class TrainConfig:
             (self.edits_per_design >= 1, "edits_per_design must be >= 1"),
             (self.fix_targets is None or self.fix_targets >= 1, "fix_targets must be >= 1 or null"),
             (self.fix_winners >= 1, "fix_winners must be >= 1"),
+            (self.fix_moves in _fix_move_sets(), f"fix_moves must be one of {', '.join(_fix_move_sets())}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,6 +140,12 @@ class TrainConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir or Path("runs") / self.name)
+
+
+def _fix_move_sets() -> tuple[str, ...]:
+    from .fixes import MOVE_SETS
+
+    return tuple(MOVE_SETS)
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:
@@ -252,7 +264,7 @@ def load_pairs(config: TrainConfig, split: str, subset: int | None) -> list[dict
     try:
         pairs = dataset_pairs(Dataset(config.data).require(), config.format, split, config.split_kind, config.seed,
                               config.edits_per_design, config.fix_targets if split == "train" else None,
-                              config.fix_winners if split == "train" else 1)
+                              config.fix_winners if split == "train" else 1, config.fix_moves)
     except DatasetError as err:
         raise ConfigError(f"data={config.data}: {err}") from err
     order = np.random.default_rng(config.seed).permutation(len(pairs))
@@ -378,6 +390,37 @@ class _ResumePoint:
                            "log_history": state.log_history}, folder / "state.json")
 
 
+def init_adapter(model, config: TrainConfig) -> Path:
+    """Load `config.init_adapter`'s LoRA weights into the fresh adapter of `model`, refusing an adapter of another
+    shape; returns the weights file."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(config.init_adapter)
+    folder = folder / "adapter" if (folder / "adapter" / "adapter_config.json").is_file() else folder
+    weights, saved = folder / "adapter_model.safetensors", folder / "adapter_config.json"
+    if not (weights.is_file() and saved.is_file()):
+        raise ConfigError(f"init_adapter={config.init_adapter}: no adapter_model.safetensors with its "
+                          f"adapter_config.json there (nor in its adapter/); give a trained run folder")
+    theirs = json.loads(saved.read_text())
+    ours = model.peft_config["default"]
+    mine = {"r": ours.r, "lora_alpha": ours.lora_alpha, "target_modules": sorted(ours.target_modules),
+            "layers_to_transform": ours.layers_to_transform}
+    given = {"r": theirs.get("r"), "lora_alpha": theirs.get("lora_alpha"),
+             "target_modules": sorted(theirs.get("target_modules") or []),
+             "layers_to_transform": theirs.get("layers_to_transform")}
+    if mine != given:
+        differ = ", ".join(f"{k} {given[k]} (this config: {mine[k]})" for k in mine if mine[k] != given[k])
+        raise ConfigError(f"init_adapter={config.init_adapter} has another LoRA shape: {differ}; match lora_rank, "
+                          f"lora_alpha, lora_layers and target_modules to it")
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise ConfigError(f"init_adapter={config.init_adapter}: {len(missing)} LoRA weights missing, e.g. {missing[0]}")
+    print(f"starting from the LoRA weights of {weights}")
+    return weights
+
+
 def resume_state(out: Path) -> dict | None:
     """The durable resume point of a run folder, or None."""
     path = out / RESUME_DIR / "state.json"
@@ -434,6 +477,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         train_examples = train_examples[seen:] + train_examples[:seen]
         print(f"resuming from the committed adapter at step {done_steps} ({durable['pairs_seen']} pairs seen); the "
               f"optimizer state starts fresh and the learning-rate schedule runs over the remaining steps")
+    elif config.init_adapter and not (resume and any(out.glob("checkpoint-*"))):
+        init_adapter(model, config)
     remaining = max(total_steps - done_steps, 1)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
     args = TrainingArguments(
@@ -464,7 +509,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     previous = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     if "base_validation_loss" in previous:
         base_loss = previous["base_validation_loss"]
-    else:  # LoRA starts as a no-op (B = 0), so this is the untuned base on the same validation pairs
+    else:  # LoRA starts as a no-op (B = 0), so this is the untuned base (or init_adapter's model) on these pairs
         base_loss = trainer.evaluate()["eval_loss"]
         write_json_atomic({"base_validation_loss": base_loss}, metrics_path)
     resume_from = bool(resume and any(out.glob("checkpoint-*")))
@@ -526,7 +571,8 @@ def write_model_card(out: Path, config: TrainConfig, metrics: dict, records: lis
         f"| quantisation | {metrics['quant']} |",
         f"| hardware | {metrics['hardware']} |",
         f"| wall time | {metrics['wall_s'] / 60:.1f} min |",
-        f"| validation loss, untuned base | {metrics['base_validation_loss']:.4f} |",
+        f"| validation loss, {'the init adapter' if config.init_adapter else 'untuned base'} | "
+        f"{metrics['base_validation_loss']:.4f} |",
         f"| validation loss, best checkpoint | {metrics['best_validation_loss']:.4f} |",
         f"| final training loss (mean) | {metrics['train_loss']:.4f} |", "",
         "Loss is the mean cross-entropy over completion tokens only (prompt tokens are masked).", "",

@@ -28,6 +28,9 @@ class SizeConfig:
     model_rounds: int = 1
     """Times the model step asks, each time shown the best candidate so far with its simulated metrics (simulator
     feedback); it stops early when the specs are met, the budget is spent, or a round gives nothing new."""
+    model_patience: int = 1
+    """The model step stops after this many rounds in a row that bring no new design (a repeat of a design already
+    simulated, or nothing usable)."""
     budget: int = 20
     """Most simulations to spend."""
     temperature: float = 0.7
@@ -75,8 +78,9 @@ class SizeConfig:
             raise ConfigError(f"{{seed}} {self.seed} is negative; use 0 or more")
         if self.samples < 0 or self.retrieve < 0:
             raise ConfigError("{samples} and {retrieve} cannot be negative")
-        if self.model_rounds < 1:
-            raise ConfigError(f"{{model_rounds}} {self.model_rounds} is not a number of rounds; use 1 or more")
+        if self.model_rounds < 1 or self.model_patience < 1:
+            raise ConfigError(f"{{model_rounds}} {self.model_rounds} and {{model_patience}} {self.model_patience} must "
+                              f"be numbers of rounds, 1 or more")
         objective(self.objective)
         if self.improve_tolerance < 0 or self.improve_patience < 1:
             raise ConfigError("{improve_tolerance} must be >= 0 and {improve_patience} >= 1")

@@ -133,13 +133,16 @@ class Proposer(Protocol):
 
 class ModelProposer:
     """A fine-tuned model asked with the spec prompt, loaded on first use (`load()` gives (model, tokenizer)); each
-    round its greedy answer plus `samples - 1` sampled ones."""
+    round its greedy answer plus `samples - 1` sampled ones, or `samples` sampled ones when the best candidate shown
+    is one it was already shown (its greedy answer to that prompt is known: asking again would repeat it)."""
 
     def __init__(self, tech: Technology, fmt: str = "compact", model=None, tokenizer=None,
                  load: Callable[[], tuple] | None = None) -> None:
         self.tech, self.fmt, self.model, self.tokenizer, self._load = tech, fmt, model, tokenizer, load
         self.rounds = 0
         """Rounds asked so far: each round's samples get their own seed."""
+        self.shown: set[tuple] = set()
+        """The best candidates already shown with the specs (their prompts had a greedy answer)."""
 
     def propose(self, specs: Specs, best: Candidate | None, reference: Metrics | None, samples: int,
                 config: SizeConfig) -> Proposal | None:
@@ -155,13 +158,18 @@ class ModelProposer:
             return None
         prompt = spec_prompt(specs, reference, self.fmt, start)
         starts = [start[0] if start else None]
+        shown = (prompt, _key(best.result.design) if best is not None else None)
         # the greedy answer first, then samples - 1 sampled ones: a round never loses the model's best guess
-        completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt, max_new_tokens=config.max_new_tokens,
-                               temperature=0.0, seed=config.seed, starts=starts)
-        if samples > 1:
-            completions += complete(self.model, self.tokenizer, [prompt], fmt=self.fmt, num_samples=samples - 1,
-                                    max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                    seed=config.seed + self.rounds, starts=starts)
+        completions = []
+        if shown not in self.shown:
+            self.shown.add(shown)
+            completions = complete(self.model, self.tokenizer, [prompt], fmt=self.fmt,
+                                   max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed,
+                                   starts=starts)
+        if samples > len(completions):
+            completions += complete(self.model, self.tokenizer, [prompt], fmt=self.fmt,
+                                    num_samples=samples - len(completions), max_new_tokens=config.max_new_tokens,
+                                    temperature=config.temperature, seed=config.seed + self.rounds, starts=starts)
         self.rounds += 1
         designs, invalid = usable_designs(completions, self.tech)
         return Proposal([c.text for c in completions], designs, invalid)
@@ -289,9 +297,11 @@ def retrieval_step(loop: SizingLoop) -> None:
 
 def model_step(loop: SizingLoop) -> None:
     """Ask the proposer (the fine-tuned model) for `samples` designs, shown the best candidate so far and its
-    simulated metrics; up to `model_rounds` times, while the specs are unmet and each round brings a new design."""
+    simulated metrics; up to `model_rounds` times, while the specs are unmet, until `model_patience` rounds in a row
+    bring no new design."""
     if loop.config.samples <= 0 or loop.proposer is None:
         return
+    idle = 0
     for _ in range(loop.config.model_rounds):
         if loop.done:
             return
@@ -302,7 +312,8 @@ def model_step(loop: SizingLoop) -> None:
         loop.result.invalid_model_answers += proposal.invalid
         before = loop.result.simulations
         loop.simulate(proposal.designs, "model")
-        if loop.result.simulations == before:  # nothing new: asking again with the same best gives the same
+        idle = idle + 1 if loop.result.simulations == before else 0
+        if idle >= loop.config.model_patience:  # rounds in a row that brought no new design
             return
 
 
