@@ -165,6 +165,8 @@ def test_signoff_exits_1_when_a_spec_fails_at_one_corner_and_0_when_all_pass(tmp
 @pytest.mark.parametrize("args, message", [
     (["--corners", "worst"], "'worst' is neither a set nor a corner; ptm65's corner sets: nominal, all"),
     (["--corners", "tt_1.2V_-60C"], "outside -55..175"),
+    (["--corners", "ss_1.2V_27C"], "this technology has no process corners"),
+    (["--corners", "nominal", "--mc", "0"], "--mc 0 is not a number of samples"),
     (["--pm", "fast"], "--pm"),
 ])
 def test_signoff_bad_input_is_one_line_with_exit_code_2(args, message):

@@ -222,9 +222,15 @@ def test_size_bias_reaches_the_corner_loop_and_needs_corners(monkeypatch):
     assert out.exit_code == 2 and "add --corners" in out.output and "Traceback" not in out.output
 
 
-def test_an_unknown_corner_set_is_bad_input():
-    out = CliRunner().invoke(main, ["size", "--gain", "40dB", "--corners", "hot", "--model", "none"])
-    assert out.exit_code == 2 and "neither a set nor a corner" in out.output
+@pytest.mark.parametrize("corners, message", [
+    ("hot", "neither a set nor a corner"),
+    ("ss_1.2V_27C", "this technology has no process corners"),
+    ("tt_1.2V_200C", "outside -55..175"),
+])
+def test_an_unknown_corner_or_set_is_bad_input_in_one_line(corners, message):
+    out = CliRunner().invoke(main, ["size", "--gain", "40dB", "--corners", corners, "--model", "none"])
+    lines = out.output.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1 and message in lines[0], out.output
 
 
 def test_the_saturation_deficit_grades_an_unhealthy_design_and_leaves_a_healthy_one_alone():
