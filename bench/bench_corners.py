@@ -3,6 +3,7 @@ corners, and what one sign-off costs (every corner of the set; Monte Carlo).
 
     .venv/bin/python bench/bench_corners.py [--n 100] [--tech ptm65] [--corners all] [--data DIR] [--workers N]
     .venv/bin/python bench/bench_corners.py --tech sky130 --corners pvt15 --data data/sky130
+    .venv/bin/python bench/bench_corners.py --tech sky130 --corners all --data data/sky130 --cost-only
 
 Targets (`--targets`): `worst` (the default) takes the eval's N held-out test designs (seed 0), simulates each at
 every corner of the set and relaxes its worst-corner metrics as the eval relaxes nominal ones, so every target is met
@@ -14,6 +15,7 @@ Per target: the eval's `loop` method with `--corners` (icgen size
 re-simulated at every corner with the eval's rule (the UGB buffer check, the health rule). Then, on up to --cost
 designs, the sign-off at every corner (the corners in turn, as `icgen signoff`) and `--mc` Monte Carlo samples (in
 parallel on the pool) are timed. Prints a table and one markdown line; writes bench/results/corners-TECH-SET.json.
+`--cost-only` times the sign-off alone, on the dataset's first --cost test designs (corners-TECH-SET-cost.json).
 """
 from __future__ import annotations
 
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--cost", type=int, default=5, help="Designs whose sign-off is timed.")
     parser.add_argument("--mc", type=int, default=200, help="Monte Carlo samples per timed design.")
     parser.add_argument("--workers", type=int, default=None, help="Simulator workers (default: one per core).")
+    parser.add_argument("--cost-only", action="store_true", help="Only time the sign-off (no targets, no loops).")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -99,7 +102,9 @@ def main() -> None:
     dropped: list[str] = []
     with SimulatorPool(workers=args.workers) as pool:
         start = time.perf_counter()
-        if args.targets == "worst":
+        if args.cost_only:
+            targets = []
+        elif args.targets == "worst":
             targets, dropped = worst_corner_targets(data, eval_config, tech, corners, pool,
                                                     bias=CornerSizeConfig().bias)
         else:
@@ -109,7 +114,8 @@ def main() -> None:
               f"dropped), {targets_s:.1f} s", file=sys.stderr, flush=True)
         start = time.perf_counter()
         table = corner_table(data, eval_config.split_kind, tech, corners, pool, CornerSizeConfig().bias,
-                             log=lambda m: print(m, file=sys.stderr)) if args.retrieval == "corners" else None
+                             log=lambda m: print(m, file=sys.stderr)) \
+            if args.retrieval == "corners" and not args.cost_only else None
         table_s = time.perf_counter() - start
         at_corners = Context(tech, pool, train, EvalConfig(methods=("loop",), corners=args.corners,
                                                            budget=args.budget), surrogate=surrogate,
@@ -176,6 +182,13 @@ def main() -> None:
         "workers": workers, "wall_s": time.perf_counter() - started, "icgen": __version__, "git": git_sha(),
         "ngspice": ngspice_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "rows": rows,
     }
+    if args.cost_only:
+        cost_s = summary["signoff_cost"]
+        print(f"sign-off {args.corners}: {len(corners)} sims, {cost_s['corners']['median_s']:.2f} s a design; MC "
+              f"{args.mc}: {cost_s['monte_carlo']['median_s']:.2f} s ({cost['designs']} designs)")
+        path = write_result(args.out, f"corners-{tech.name}-{args.corners.replace(',', '+')}-cost", summary)
+        print(f"wrote {path} ({workers} workers, {summary['wall_s']:.0f} s)")
+        return
     loop_c, then = summary["corner_loop"], summary["nominal_loop_then_signoff"]
     share = (lambda k, total: f"{k}/{total} ({100 * k / total:.0f} %)" if total else f"{k}/{total}")
     print(f"\n| tech | corners | targets ({args.targets}) | corner loop: met at every corner (re-simulated) | median sims "
