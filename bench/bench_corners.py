@@ -159,7 +159,8 @@ def main() -> None:
     nominal_met = [a for a in arm_n if a["met"]]
     summary = {
         "command": "bench/bench_corners.py " + " ".join(sys.argv[1:]), "tech": tech.name, "corners": args.corners,
-        "corner_names": [c.name for c in corners], "data": str(data_dir), "targets": n,
+        "corner_names": [c.name for c in corners], "targets": n,
+        "data": str(data_dir.resolve().relative_to(ROOT)) if data_dir.resolve().is_relative_to(ROOT) else str(data_dir),
         "target_kind": args.targets, "dropped_designs": dropped, "targets_s": targets_s,
         "retrieval": args.retrieval, "corner_table_s": table_s,
         "corner_table_working": int(table["working"].sum()) if table is not None else None,
