@@ -718,7 +718,7 @@ def _with_jemalloc() -> None:
 
 @main.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (default: icgen/configs/smollm2-135m-cpu.yaml, the embedded default).")
+              help="YAML config (default: icgen/configs/smollm2-135m-fix-fine.yaml, the embedded default).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
 @click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default=None,
               help="nf4: QLoRA (CUDA); none: plain LoRA; auto: nf4 on CUDA, none on CPU.")

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from icgen.cli import main
 from icgen.core.design import EXAMPLE_DESIGN
-from icgen.core.paths import DEFAULT_MODEL_DIR
+from icgen.core.paths import DEFAULT_MODEL_DIR, MODELS_DIR
 from icgen.sizing.ask import escaped
 
 
@@ -26,7 +26,12 @@ def test_ask_prints_prompt_raw_answer_and_report(tmp_path):
     start = tmp_path / "start.json"
     start.write_text(json.dumps(EXAMPLE_DESIGN.to_dict()))
     out = CliRunner().invoke(main, ["ask", "--gain", "40dB", "--start", str(start), "--no-simulate"])
-    assert "start: not used by the compact format" in out.output  # the shipped model is compact
+    assert "prompt (fix format; start: your design)" in out.output  # the shipped model reads a start
+    assert "from R0=3k C0=1p L1=622n" in out.output
+    compact = MODELS_DIR / "smollm2-135m-cpu"
+    out = CliRunner().invoke(main, ["ask", "--gain", "40dB", "--start", str(start), "--no-simulate", "--model",
+                                    str(compact)])
+    assert "start: not used by the compact format" in out.output
 
 
 @pytest.mark.parametrize("args, says", [

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from icgen.core.design import EXAMPLE_DESIGN, Metrics  # noqa: E402
+from icgen.core.paths import DEFAULT_MODEL_DIR, MODELS_DIR  # noqa: E402
 from icgen.llm.model import load_finetuned, load_tokenizer, merge_run, model_info  # noqa: E402
 from icgen.llm.pairs import make_pair  # noqa: E402
 from icgen.llm.train import Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair, train  # noqa: E402
@@ -22,7 +23,7 @@ def tokenizer():
 
 def test_every_shipped_config_loads():
     names = {p.stem for p in shipped_configs()}
-    assert {"smollm2-135m-cpu", "llama-3.2-1b-qlora"} <= names
+    assert {"smollm2-135m-cpu", "smollm2-135m-fix-fine", "llama-3.2-1b-qlora"} <= names
     from icgen.llm.dpo import config_stage, load_settings
 
     tuned = 0
@@ -35,7 +36,10 @@ def test_every_shipped_config_loads():
             assert settings.stage == stage and settings.out.name == path.stem and Path(settings.from_run).is_dir()
             tuned += 1
     assert tuned >= 2  # the fix model's DPO and RFT configs
-    assert load_config(None).quant == "none"  # the embedded default trains plain LoRA on a CPU
+    default = load_config(None)
+    assert default.quant == "none"  # the embedded default trains plain LoRA on a CPU
+    assert Path(default.output_dir).name == DEFAULT_MODEL_DIR.name  # `icgen train` retrains the embedded default
+    assert default.init_adapter is None or (MODELS_DIR / Path(default.init_adapter).name / "adapter").is_dir()
 
 
 @pytest.mark.parametrize("override, message", [

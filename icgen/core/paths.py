@@ -27,7 +27,7 @@ MODELS_DIR = PACKAGE_DIR / "models"
 """Shipped trained models."""
 DEFAULT_DATA_DIR = DATASETS_DIR / "ptm65-v2"
 """The dataset `icgen size` and `icgen eval` search by default."""
-DEFAULT_MODEL_DIR = MODELS_DIR / "smollm2-135m-cpu"
+DEFAULT_MODEL_DIR = MODELS_DIR / "smollm2-135m-fix-fine"
 """The embedded default model (a LoRA adapter and its run files)."""
 
 

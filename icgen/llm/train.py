@@ -1,6 +1,6 @@
 """`icgen train`: LoRA / QLoRA fine-tuning of a Llama-family model on spec -> sizing pairs, loss on completions only.
 
-    icgen train --config icgen/configs/smollm2-135m-cpu.yaml [--set epochs=2 --set lora_rank=8] [--resume]
+    icgen train [--config icgen/configs/smollm2-135m-fix-fine.yaml] [--set epochs=2 --set lora_rank=8] [--resume]
 
 QLoRA (bitsandbytes 4-bit NF4, double quantisation, bf16 compute) when CUDA is present and quant is nf4/auto;
 plain LoRA in fp32 on a CPU. Validation loss every N steps, early stopping, the best checkpoint kept, resumable.
@@ -31,6 +31,8 @@ from .pairs import REGISTRY
 FORMATS = tuple(name for name, f in REGISTRY.items() if f.trainable)
 """Pair formats the prompt/completion trainer takes."""
 QUANT = ("auto", "nf4", "none")
+DEFAULT_CONFIG = CONFIG_DIR / "smollm2-135m-fix-fine.yaml"
+"""The config of the embedded default model (icgen.core.paths.DEFAULT_MODEL_DIR): `icgen train` with no --config."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """A config from YAML (default: the embedded CPU config) with key=value overrides, validated."""
-    path = Path(path) if path else CONFIG_DIR / "smollm2-135m-cpu.yaml"
+    path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file():
         raise ConfigError(f"{path}: no such config; shipped ones: {', '.join(p.name for p in shipped_configs())}")
     try:

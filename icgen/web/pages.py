@@ -1,7 +1,7 @@
 """Read-only views for the server's info pages: the dataset's statistics, the model card, the newest eval report.
 
     dataset_view(Dataset("data/ptm65-v2"))      # counts, metric table, flags, correlations, figure names (JSON-ready)
-    model_card_view(Path("icgen/models/smollm2-135m-cpu"))
+    model_card_view(Path("icgen/models/smollm2-135m-fix-fine"))
     eval_report_view(Path("bench/results"))     # the report.md with the newest modification time
     render_page("Dataset", [Section("Counts", table=...)])   # HTML in which every given text is escaped
 
