@@ -1,7 +1,8 @@
 """The README's recipe for your own technology, run end to end and timed: descriptor -> data generate (splits
-included) -> train -> size (the surrogate is fitted on first use) -> signoff at the descriptor's corners.
+included) -> train (the fix format from scratch: its pairs are drawn by simulation first) -> size (the surrogate is
+fitted on first use) -> signoff at the descriptor's corners.
 
-    .venv/bin/python bench/bench_own_tech.py [--n-working 400] [--steps 10] [--work /tmp/icgen-own-tech]
+    .venv/bin/python bench/bench_own_tech.py [--n-working 400] [--fix-targets 200] [--steps 10] [--work DIR]
 
 "Your own technology" here is a copy of ptm65's descriptor under another name (`mytech`) whose model_file is an
 absolute path, as a user's foundry descriptor would be: nothing of it is in the repository, every step reads it by
@@ -58,6 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-working", type=int, default=400)
     parser.add_argument("--steps", type=int, default=10, help="Training steps (batch 8).")
+    parser.add_argument("--fix-targets", type=int, default=200,
+                        help="Training targets whose fix pairs are drawn by simulation before training.")
     parser.add_argument("--corners", default="all")
     parser.add_argument("--work", default="/tmp/icgen-own-tech")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -71,9 +74,10 @@ def main() -> None:
     steps = [
         step("generate", ["data", "generate", "--tech", str(tech), "--n-working", str(args.n_working), "--chunk", "256",
                           "--out", str(data)]),
-        step("train", ["train", "--set", "name=mytech", "--set", f"data={data}", "--set", f"output_dir={run}",
-                       "--set", f"max_steps={args.steps}", "--set", "validation_subset=16",
-                       "--set", f"eval_steps={args.steps}"]),
+        step("train", ["train", "--config", str(ROOT / "icgen" / "configs" / "smollm2-135m-fix.yaml"),
+                       "--set", "name=mytech", "--set", f"data={data}", "--set", f"output_dir={run}",
+                       "--set", f"fix_targets={args.fix_targets}", "--set", f"max_steps={args.steps}",
+                       "--set", "validation_subset=16", "--set", f"eval_steps={args.steps}"]),
         step("size", ["size", "--tech", str(tech), "--data", str(data), "--model", str(run), *SPECS, "--json"]),
     ]
     design = json.loads(steps[-1]["stdout"])["design"]
@@ -82,7 +86,7 @@ def main() -> None:
                                   *SPECS], ok_codes=(0, 1)))
     sized = json.loads(steps[2]["stdout"])
     summary = {"command": "bench/bench_own_tech.py " + " ".join(sys.argv[1:]), "n_working": args.n_working,
-               "train_steps": args.steps, "corners": args.corners,
+               "train_steps": args.steps, "fix_targets": args.fix_targets, "corners": args.corners,
                "steps": [{k: v for k, v in s.items() if k != "stdout"} for s in steps],
                "size_met": sized.get("met"), "size_simulations": sized.get("simulations"),
                "signoff_passed": steps[-1]["exit"] == 0, "wall_s": time.perf_counter() - started,

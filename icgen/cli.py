@@ -554,8 +554,8 @@ def data_preferences(model_dir, data_dir, kind, overrides, out_dir) -> None:
     (icgen.llm.preferences)."""
     from tqdm import tqdm
 
+    from .data.dataset import dataset_technology
     from .llm.dpo import PREFERENCES_DIR
-    from .llm.fixes import dataset_tech_name
     from .llm.model import load_finetuned, run_config
     from .llm.preferences import preference_config, preference_pairs
     from .sim.engines import open_pool
@@ -563,7 +563,7 @@ def data_preferences(model_dir, data_dir, kind, overrides, out_dir) -> None:
     config = preference_config(list(overrides))
     dataset = _dataset(data_dir)
     model, tokenizer = load_finetuned(model_dir)
-    tech = load_technology(dataset_tech_name(dataset))
+    tech = dataset_technology(dataset)
     folder = out_dir or Path(model_dir) / PREFERENCES_DIR
     bar = tqdm(unit="target", desc="preference samples", dynamic_ncols=True, disable=None)
 

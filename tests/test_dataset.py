@@ -163,3 +163,25 @@ def test_every_killed_session_is_counted_with_its_wall_time(tmp_path):
     print(f"wall_s {state['wall_s']:.2f} s; real {real:.2f} s, of it after each session was counted {counted:.2f} s")
     assert counted - 3 * 1.15 - 0.2 <= state["wall_s"] <= real, (state["wall_s"], counted, real)  # <= ~1 s per kill
     assert meta["wall_s"] <= state["wall_s"] + 0.05  # meta is written just before the session closes
+
+
+def test_a_dataset_of_a_users_own_technology_finds_it_through_its_descriptor(tmp_path):
+    """A user's technology is named only in its descriptor: the fix and preference draws load it from the path the
+    dataset records (a name alone would be refused as unknown)."""
+    import json
+
+    from icgen.core.tech import TechError, load_technology, spice_dir
+    from icgen.data.dataset import Dataset, dataset_technology
+
+    text = (spice_dir() / "ptm65.yaml").read_text().replace("name: ptm65", "name: mytech", 1)
+    text = text.replace("model_file: ptm65.lib", f"model_file: {spice_dir() / 'ptm65.lib'}", 1)
+    descriptor = tmp_path / "mytech.yaml"
+    descriptor.write_text(text)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"technology": {"name": "mytech", "descriptor": str(descriptor)}}))
+    assert dataset_technology(Dataset(folder)).name == "mytech"
+    with pytest.raises(TechError, match="unknown technology 'mytech'"):
+        load_technology("mytech")
+    (folder / "meta.json").write_text(json.dumps({"technology": {"name": "ptm65"}}))
+    assert dataset_technology(Dataset(folder)).name == "ptm65"

@@ -27,10 +27,10 @@ from ..core.design import DESIGN_KEYS, Design
 from ..core.io import write_json_atomic, write_parquet_atomic
 from ..core.parse import parse_answer, parse_compact, parse_design_json
 from ..core.sampling import Radius, local_sweep
-from ..core.tech import Technology, load_technology, resolve_portable_path
+from ..core.tech import Technology
 from ..sim.engines import open_pool
 from ..sim.simulate import SimConfig
-from .dataset import Dataset, design_of, part_files, with_augments
+from .dataset import Dataset, dataset_technology, design_of, part_files, with_augments  # noqa: F401  (re-exported)
 from .generate import base_table, simulate_chunk
 
 INDEX_BASE = 1_000_000_000  # augmented rows are numbered apart from the sampled ones
@@ -117,13 +117,6 @@ def read_centers(path: str | Path, tech: Technology | None = None) -> list[Desig
     if not items:
         designs.append(_center({"completion": text}, str(path), tech))  # an answer, or a compact completion
     return designs
-
-
-def dataset_technology(data: Dataset) -> Technology:
-    """The technology a dataset was simulated on (its own descriptor when that file is still there)."""
-    technology = data.technology
-    descriptor = resolve_portable_path(technology["descriptor"]) if technology.get("descriptor") else None
-    return load_technology(descriptor if descriptor and descriptor.is_file() else technology.get("name", "ptm65"))
 
 
 def sampled_rows(data: Dataset) -> pd.DataFrame:

@@ -277,3 +277,11 @@ def result_row(index: int, result: SimResult, source: str) -> dict:
     return row
 
 
+def dataset_technology(data: Dataset):
+    """The technology a dataset was simulated on: its own descriptor when that file is still there (a user's
+    technology, named only there), else the built-in technology of the recorded name (ptm65 when none is recorded)."""
+    from ..core.tech import load_technology, resolve_portable_path
+
+    technology = data.technology
+    descriptor = resolve_portable_path(technology["descriptor"]) if technology.get("descriptor") else None
+    return load_technology(descriptor if descriptor and descriptor.is_file() else technology.get("name", "ptm65"))

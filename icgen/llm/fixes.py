@@ -40,7 +40,7 @@ from ..core.io import append_drawn, read_jsonl_records, write_json_atomic
 from ..core.parse import format_fix
 from ..core.score import SPEC_KEYS, SpecError, Specs, rank_key, relaxed_specs, result_shortfall, shortfall
 from ..core.tech import Technology
-from ..data.dataset import Dataset, design_of, metrics_of
+from ..data.dataset import Dataset, dataset_technology, design_of, metrics_of
 from .pairs import fix_prompt
 
 PAIRS_DIR = "pairs"
@@ -376,8 +376,6 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
     and `chunk`) are part of the cache: a draw under other rules is refused rather than mixed in. `winners`: a miss
     that several moves fix gives a pair for each of its best `winners` (records drawn before moves were recorded
     give their one pair), so the model learns which moves work rather than one arbitrary winner."""
-    from ..core.tech import load_technology
-
     path = cache_path(Path(folder) if folder else data.folder / PAIRS_DIR, split, kind, seed, config)
     rules = _rules(config)
     if path.with_suffix(".json").is_file():
@@ -395,7 +393,7 @@ def fix_pairs(data: Dataset, split: str, kind: str = "heldout", seed: int = 0, c
     done = [r for r in _read_records(path) if r["index"] in wanted]
     todo = rows[~rows["index"].isin({r["index"] for r in done})]
     if len(todo):
-        tech = tech or load_technology(dataset_tech_name(data))
+        tech = tech or dataset_technology(data)
         drawer_pool = pool
         started = time.time()
         opened = None
@@ -440,13 +438,6 @@ def _rules(config: FixConfig) -> dict:
         if rules[key] == default:
             rules.pop(key)  # as drawn before these rules existed: those caches stay valid
     return {k: list(v) if isinstance(v, tuple) else v for k, v in rules.items()}
-
-
-def dataset_tech_name(data: Dataset) -> str:
-    """The technology a dataset was simulated in (`Dataset.technology_name`; the default one when it records none)."""
-    from ..core.tech import DEFAULT_TECH
-
-    return data.technology_name or DEFAULT_TECH
 
 
 _read_records = read_jsonl_records
