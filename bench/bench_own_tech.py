@@ -1,6 +1,6 @@
 """The README's recipe for your own technology, run end to end and timed: descriptor -> data generate (splits
 included) -> train (the fix format from scratch: its pairs are drawn by simulation first) -> size (the surrogate is
-fitted on first use) -> signoff at the descriptor's corners.
+fitted on first use) -> signoff at the descriptor's corners with Monte Carlo -> size again, at every corner.
 
     .venv/bin/python bench/bench_own_tech.py [--n-working 400] [--fix-targets 200] [--steps 10] [--work DIR]
 
@@ -80,16 +80,19 @@ def main() -> None:
                        "--set", "validation_subset=16", "--set", f"eval_steps={args.steps}"]),
         step("size", ["size", "--tech", str(tech), "--data", str(data), "--model", str(run), *SPECS, "--json"]),
     ]
-    design = json.loads(steps[-1]["stdout"])["design"]
-    (work / "design.json").write_text(json.dumps(design))
-    steps.append(step("signoff", ["signoff", str(work / "design.json"), "--tech", str(tech), "--corners", args.corners,
-                                  *SPECS], ok_codes=(0, 1)))
+    (work / "sized.json").write_text(steps[-1]["stdout"])  # signoff reads size's --json output as it is
+    steps.append(step("signoff", ["signoff", str(work / "sized.json"), "--tech", str(tech), "--corners", args.corners,
+                                  *SPECS, "--mc", "200"], ok_codes=(0, 1)))
+    steps.append(step("size-corners", ["size", "--tech", str(tech), "--data", str(data), "--model", str(run), *SPECS,
+                                       "--corners", args.corners, "--json"], ok_codes=(0, 1)))
     sized = json.loads(steps[2]["stdout"])
+    at_corners = json.loads(steps[4]["stdout"])
     summary = {"command": "bench/bench_own_tech.py " + " ".join(sys.argv[1:]), "n_working": args.n_working,
                "train_steps": args.steps, "fix_targets": args.fix_targets, "corners": args.corners,
                "steps": [{k: v for k, v in s.items() if k != "stdout"} for s in steps],
                "size_met": sized.get("met"), "size_simulations": sized.get("simulations"),
-               "signoff_passed": steps[-1]["exit"] == 0, "wall_s": time.perf_counter() - started,
+               "signoff_passed": steps[3]["exit"] == 0, "size_corners_met": at_corners.get("met"),
+               "size_corners_simulations": at_corners.get("simulations"), "wall_s": time.perf_counter() - started,
                "icgen": __version__, "git": git_sha(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     print("\n| step | command | seconds |\n|---|---|---|")
     for s in summary["steps"]:
