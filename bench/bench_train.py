@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
+from icgen.core.paths import CONFIG_DIR  # noqa: E402
 from icgen.llm.train import Collator, build_examples, hardware, load_base_model, load_config, load_pairs, lora_config  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main() -> None:
     variants = [(fmt, None if layers == "all" else int(layers)) for fmt in args.formats.split(",")
                 for layers in args.lora_layers.split(",")]
     for fmt, layers in variants:
-        config = load_config(None, {"base": args.base, "format": fmt, "max_length": 1024, "quant": "auto",
+        config = load_config(CONFIG_DIR / "smollm2-135m-cpu.yaml", {"base": args.base, "format": fmt, "max_length": 1024, "quant": "auto",
                                     "data": args.data, "lora_layers": layers})
         model, folder = load_base_model(config)
         from transformers import AutoTokenizer

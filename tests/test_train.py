@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from icgen.core.design import EXAMPLE_DESIGN, Metrics  # noqa: E402
-from icgen.core.paths import DEFAULT_MODEL_DIR, MODELS_DIR  # noqa: E402
+from icgen.core.paths import CONFIG_DIR, DEFAULT_MODEL_DIR, MODELS_DIR  # noqa: E402
 from icgen.llm.model import load_finetuned, load_tokenizer, merge_run, model_info  # noqa: E402
 from icgen.llm.pairs import make_pair  # noqa: E402
 from icgen.llm.train import Collator, ConfigError, build_examples, load_config, shipped_configs, tokenize_pair, train  # noqa: E402
@@ -75,6 +75,11 @@ def test_long_pairs_are_counted_never_truncated(tokenizer):
     assert examples == [] and dropped == 3
 
 
+COMPACT_CONFIG = CONFIG_DIR / "smollm2-135m-cpu.yaml"
+"""The compact config the tiny runs start from (the default config is the fine fix model's, whose pairs are
+simulated and which starts from a 135M adapter)."""
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory, tokenizer):
     """A 2-layer Llama with random weights and the real tokenizer: real LoRA, seconds not minutes."""
@@ -94,7 +99,7 @@ def tiny_config(base, out, **overrides):
               "eval_steps": 8, "logging_steps": 4, "batch_size": 4, "learning_rate": 0.05, "lora_rank": 8,
               "lora_alpha": 8, "output_dir": str(out), "early_stopping_patience": 0, "quant": "none"}
     values.update(overrides)
-    return load_config(None, values)
+    return load_config(COMPACT_CONFIG, values)  # the compact format: no pairs to simulate
 
 
 def test_lora_steps_learn_and_the_adapter_reloads(tiny_base, tmp_path):
