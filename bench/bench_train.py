@@ -44,8 +44,9 @@ def main() -> None:
     variants = [(fmt, None if layers == "all" else int(layers)) for fmt in args.formats.split(",")
                 for layers in args.lora_layers.split(",")]
     for fmt, layers in variants:
-        config = load_config(CONFIG_DIR / "smollm2-135m-cpu.yaml", {"base": args.base, "format": fmt, "max_length": 1024, "quant": "auto",
-                                    "data": args.data, "lora_layers": layers})
+        values = {"base": args.base, "format": fmt, "max_length": 1024, "quant": "auto", "data": args.data,
+                  "lora_layers": layers}
+        config = load_config(CONFIG_DIR / "smollm2-135m-cpu.yaml", values)
         model, folder = load_base_model(config)
         from transformers import AutoTokenizer
 
