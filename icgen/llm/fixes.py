@@ -1,6 +1,6 @@
 """Fix pairs for the `fix` format, drawn by simulation: "from start A, which misses these bounds, make these moves".
 
-How a pair is drawn (`draw_fixes`), for each target design B of a split (a seeded shuffle, the first `targets`):
+How a pair is drawn (`fix_pairs`, `FixDrawer`), for each target design B of a split (a seeded shuffle, the first `targets`):
 - the bounds are B's metrics relaxed as the eval relaxes them (`relaxed_specs`); with probability `drop_share`
   one to three of them are dropped, so the model also sees the partial specs users type (`--gain 38dB --pm 52`);
 - the start A is what retrieval returns for those bounds from the *training* rows without B (`rank_rows`, the
