@@ -307,19 +307,17 @@ class FixDrawer:
             for (record, specs, design, result), candidates in zip(paths, moves):
                 tried = [(d, next(results)) for d in candidates]
                 record["simulations"] += len(tried)
-                meeting = sorted(((d, r) for d, r in tried if result_shortfall(r, specs) == 0.0),
-                                 key=lambda t: rank_key(t[1], specs, t[1].status, True))
+                meeting = _meeting(tried, specs)
                 if meeting:
                     record["path"].append({**self._pair(specs, design, result.metrics, meeting[0][0]), "kind": "met"})
                     record["path_end"] = "met"
                     continue
-                best_design, best = min(tried, key=lambda t: result_shortfall(t[1], specs), default=(None, None))
-                if best is not None and \
-                        result_shortfall(best, specs) <= self.config.improve_ratio * result_shortfall(result, specs):
-                    record["path"].append({**self._pair(specs, design, result.metrics, best_design),
+                improving = self._improving(tried, specs, result_shortfall(result, specs))
+                if improving is not None:
+                    record["path"].append({**self._pair(specs, design, result.metrics, improving[0]),
                                            "kind": "improves"})
                     record["path_end"] = "depth"
-                    going.append((record, specs, best_design, best))
+                    going.append((record, specs, *improving))
                 else:
                     record["path_end"] = "stuck"
             paths = going
@@ -331,28 +329,36 @@ class FixDrawer:
         # enough to rebuild the pairs with several winning moves per miss (`fix_pairs(winners=)`) without simulating
         record["moves"] = {format_fix(start_design, d): round(result_shortfall(r, specs), 6) for d, r in single + double}
         for kind, tried in (("single", single), ("double", double)):
-            meeting = sorted(((d, r) for d, r in tried if result_shortfall(r, specs) == 0.0),
-                             key=lambda t: rank_key(t[1], specs, t[1].status, True))
+            meeting = _meeting(tried, specs)
             if meeting:
                 record.update(kind=kind, meeting=len(meeting),
                               winners=[format_fix(start_design, d) for d, _ in meeting],
                               pair=self._pair(specs, start_design, start_metrics, meeting[0][0]))
                 return None
-        every = single + double
-        if not every:  # every move leaves the technology's bounds
+        improving = self._improving(single + double, specs, record["start_shortfall"])
+        if improving is None:
             record["kind"] = "unfixed"
             return None
-        best_design, best = min(every, key=lambda t: result_shortfall(t[1], specs))
-        if result_shortfall(best, specs) <= self.config.improve_ratio * record["start_shortfall"]:
-            record.update(kind="improves", shortfall=result_shortfall(best, specs),
-                          pair=self._pair(specs, start_design, start_metrics, best_design))
-            return best_design, best
-        record["kind"] = "unfixed"
-        return None
+        record.update(kind="improves", shortfall=result_shortfall(improving[1], specs),
+                      pair=self._pair(specs, start_design, start_metrics, improving[0]))
+        return improving
+
+    def _improving(self, tried: list[tuple], specs: Specs, now: float) -> tuple | None:
+        """The (design, result) that cuts the shortfall most, when it cuts `now` to `improve_ratio` or less."""
+        if not tried:  # every move leaves the technology's bounds
+            return None
+        design, result = min(tried, key=lambda t: result_shortfall(t[1], specs))
+        return (design, result) if result_shortfall(result, specs) <= self.config.improve_ratio * now else None
 
     @staticmethod
     def _pair(specs: Specs, start: Design, metrics, design: Design) -> dict:
         return {"prompt": fix_prompt(specs, (start, metrics)), "completion": format_fix(start, design)}
+
+
+def _meeting(tried: list[tuple], specs: Specs) -> list[tuple]:
+    """The (design, result) pairs that meet the bounds, best first (largest worst margin, then power)."""
+    return sorted(((d, r) for d, r in tried if result_shortfall(r, specs) == 0.0),
+                  key=lambda t: rank_key(t[1], specs, t[1].status, True))
 
 
 def cache_path(folder: Path, split: str, kind: str, seed: int, config: FixConfig = FixConfig()) -> Path:
