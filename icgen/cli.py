@@ -621,7 +621,8 @@ def data_augment(data_dir, around, source, fill_gaps, max_centers, n_per_center,
     """Grow the dataset by simulation sweeps (resumable; nothing is added twice)."""
     from tqdm import tqdm
 
-    from .data.augment import augment, dataset_technology, read_centers, sparse_centers
+    from .data.augment import augment, read_centers, sparse_centers
+    from .data.dataset import dataset_technology
 
     dataset = _dataset(data_dir, splits=False)
     if bool(around) == bool(fill_gaps):

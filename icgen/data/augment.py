@@ -30,7 +30,7 @@ from ..core.sampling import Radius, local_sweep
 from ..core.tech import Technology
 from ..sim.engines import open_pool
 from ..sim.simulate import SimConfig
-from .dataset import Dataset, dataset_technology, design_of, part_files, with_augments  # noqa: F401  (re-exported)
+from .dataset import Dataset, dataset_technology, design_of, part_files, with_augments
 from .generate import base_table, simulate_chunk
 
 INDEX_BASE = 1_000_000_000  # augmented rows are numbered apart from the sampled ones

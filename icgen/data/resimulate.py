@@ -26,9 +26,8 @@ from ..core.tech import portable_path
 from ..sim.backends import ngspice_version
 from ..sim.engines import open_pool, pool_provenance
 from ..sim.simulate import SimConfig
-from .augment import dataset_technology
 from .config import SPLIT_KINDS, SPLIT_NAMES
-from .dataset import Dataset, design_of, part_files
+from .dataset import Dataset, dataset_technology, design_of, part_files
 from .generate import simulate_chunk
 
 CHUNK = 256
